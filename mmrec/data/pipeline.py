@@ -1,0 +1,88 @@
+"""Input pipeline: grain batches of (user history, positive item features).
+
+Item features (tokens, decoded image) live in an in-memory `ItemTable`; the
+training interactions are the grain source. A batch is a pure function of
+(seed, step), so a restarted run continues with exactly the batches it would
+have seen, and each process of a multi-host job reads its own disjoint shard.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import grain
+import numpy as np
+
+from mmrec.data.schema import Interactions, RecDataset
+
+
+@dataclasses.dataclass
+class ItemTable:
+  """Per-item model inputs, indexed by item index."""
+
+  tokens: np.ndarray  # int32 [N, L]
+  image: np.ndarray  # uint8 [N, S, S, 3]
+  warm: np.ndarray  # bool [N]: has training interactions
+  log_q: np.ndarray  # float32 [N]: log probability of the item in a training batch
+
+  @classmethod
+  def build(cls, data: RecDataset, tokens: np.ndarray, image: np.ndarray) -> "ItemTable":
+    counts = data.train_counts()
+    # Items never sampled in training get the probability of a single draw.
+    q = np.maximum(counts, 1) / max(counts.sum(), 1)
+    return cls(tokens=tokens, image=image, warm=counts > 0, log_q=np.log(q).astype(np.float32))
+
+  def features(self, items: np.ndarray) -> dict[str, np.ndarray]:
+    return {"item": items.astype(np.int32), "tokens": self.tokens[items], "image": self.image[items],
+            "warm": self.warm[items], "log_q": self.log_q[items]}
+
+
+class UserHistories:
+  """Interactions sorted by (user, time); the history of row j is the rows before it."""
+
+  def __init__(self, interactions: Interactions, history_len: int):
+    order = np.lexsort((np.arange(len(interactions)), interactions.timestamp, interactions.user))
+    self.rows = interactions.take(order)
+    self.history_len = history_len
+    starts = np.flatnonzero(np.r_[True, self.rows.user[1:] != self.rows.user[:-1]])
+    lengths = np.diff(np.r_[starts, len(self.rows)])
+    self.first_row = np.repeat(starts, lengths)  # first row of the same user, per row
+    self.user_end = dict(zip(self.rows.user[starts].tolist(), (starts + lengths).tolist()))
+
+  def __len__(self) -> int:
+    return len(self.rows)
+
+  def _window(self, end: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Items at rows [max(start, end-H), end), left-padded with 0."""
+    idx = end[:, None] - np.arange(self.history_len, 0, -1)[None, :]
+    mask = idx >= start[:, None]
+    items = np.where(mask, self.rows.item[np.clip(idx, 0, None)], 0)
+    return items.astype(np.int32), mask
+
+  def before(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Histories strictly before each of the given (sorted) rows."""
+    return self._window(rows, self.first_row[rows])
+
+  def latest(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The last H items of each user (empty for users without rows)."""
+    end = np.array([self.user_end.get(int(u), 0) for u in users], np.int64)
+    start = np.array([self.first_row[e - 1] if e else 0 for e in end], np.int64)
+    return self._window(end, start)
+
+
+def training_batches(histories: UserHistories, items: ItemTable, *, batch_size: int, seed: int,
+                     process_index: int = 0, process_count: int = 1) -> grain.MapDataset:
+  """An endless, per-epoch reshuffled MapDataset of training batches; `ds[step]` is batch `step`.
+
+  Rows are dealt to processes round-robin; `batch_size` is the per-process batch.
+  """
+
+  def make_batch(rows: np.ndarray) -> dict[str, np.ndarray]:
+    history, mask = histories.before(rows)
+    return {"history": history, "history_mask": mask, **items.features(histories.rows.item[rows])}
+
+  ds = grain.MapDataset.range(len(histories))[process_index::process_count]
+  if len(ds) < batch_size:
+    raise ValueError(f"{len(ds)} training interactions per process is less than one batch "
+                     f"(train.batch_size={batch_size * process_count} over {process_count} processes)")
+  return ds.shuffle(seed=seed).repeat().batch(batch_size, drop_remainder=True).map(make_batch)

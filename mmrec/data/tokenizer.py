@@ -1,0 +1,102 @@
+"""WordPiece tokenizer for the item text (`tokenizers` library, saved as tokenizer.json).
+
+`encode` gives int32 `[N, max_len]`: `[CLS]` first, then the word pieces,
+truncated and 0-padded (`[PAD]` is id 0). Any tokenizer.json with the BERT
+special tokens and `[PAD]` = 0 loads (e.g. a pretrained BERT one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import json
+import pathlib
+
+import numpy as np
+import tokenizers
+from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+class Tokenizer:
+  """A `tokenizers.Tokenizer` with the ids the models need and fixed-length encoding."""
+
+  def __init__(self, tokenizer: tokenizers.Tokenizer, source: str = "tokenizer"):
+    ids = {t: tokenizer.token_to_id(t) for t in SPECIAL_TOKENS}
+    missing = [t for t, i in ids.items() if i is None]
+    if missing:
+      raise ValueError(f"{source}: special tokens {missing} are not in the vocabulary")
+    if ids["[PAD]"] != 0:
+      raise ValueError(f"{source}: [PAD] must have id 0, it has {ids['[PAD]']}")
+    tokenizer.no_padding()  # Padding and truncation are ours (see `encode`).
+    tokenizer.no_truncation()
+    self.tokenizer = tokenizer
+    self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = ids.values()
+
+  @classmethod
+  def train(cls, texts: Sequence[str], vocab_size: int = 4000) -> Tokenizer:
+    """Trains WordPiece on `texts` (deterministic; tiny data gives a smaller vocabulary)."""
+    if vocab_size <= len(SPECIAL_TOKENS):
+      raise ValueError(
+          f"vocab_size={vocab_size} must exceed the {len(SPECIAL_TOKENS)} special tokens")
+    tok = tokenizers.Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
+    tok.normalizer = normalizers.Sequence([
+        normalizers.NFKC(),
+        normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
+                                   strip_accents=False, lowercase=True),
+    ])
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)
+    texts = [str(t) for t in texts]
+    # The trainer numbers the "##c" pieces in hash-map order and breaks ties in
+    # merge counts by those numbers, so training is not deterministic
+    # (huggingface/tokenizers#1794). Listing every "##c" up front fixes their ids.
+    chars = sorted(set().union(*map(set, map(tok.normalizer.normalize_str, texts))))
+    pieces = ["##" + c for c in chars if not c.isspace()]
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, special_tokens=[*SPECIAL_TOKENS, *pieces],
+        continuing_subword_prefix="##", show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    # The pieces stay in the vocabulary but must not be special (added) tokens.
+    config = json.loads(tok.to_str())
+    config["added_tokens"] = [t for t in config["added_tokens"] if t["content"] in SPECIAL_TOKENS]
+    tok = tokenizers.Tokenizer.from_str(json.dumps(config))
+    # So that tokenizer.json used directly also puts [CLS] first.
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A", special_tokens=[("[CLS]", tok.token_to_id("[CLS]"))])
+    return cls(tok, source="trained tokenizer")
+
+  @classmethod
+  def load(cls, path: str | pathlib.Path) -> Tokenizer:
+    """Loads a tokenizer.json."""
+    try:
+      tok = tokenizers.Tokenizer.from_file(str(path))
+    except Exception as e:  # The Rust errors carry no path; add it.
+      raise ValueError(f"{path}: not a readable tokenizer.json ({e})") from e
+    return cls(tok, source=str(path))
+
+  def save(self, path: str | pathlib.Path) -> None:
+    self.tokenizer.save(str(path))
+
+  @property
+  def vocab_size(self) -> int:
+    return self.tokenizer.get_vocab_size(with_added_tokens=True)
+
+  def encode(self, texts: Sequence[str], max_len: int) -> np.ndarray:
+    """Returns int32 `[N, max_len]`: [CLS], the first max_len-1 pieces, then [PAD]=0."""
+    if max_len < 1:
+      raise ValueError(f"max_len={max_len} must be at least 1 (room for [CLS])")
+    encodings = self.tokenizer.encode_batch_fast([str(t) for t in texts], add_special_tokens=False)
+    out = np.zeros((len(encodings), max_len), np.int32)
+    out[:, 0] = self.cls_id
+    for row, encoding in zip(out, encodings):
+      ids = encoding.ids[:max_len - 1]
+      row[1:1 + len(ids)] = ids
+    return out
+
+  def decode(self, ids: np.ndarray | Sequence[int]) -> str | list[str]:
+    """Decodes `[L]` ids to a string or `[N, L]` ids to a list, dropping special tokens."""
+    ids = np.asarray(ids)
+    if ids.ndim == 1:
+      return self.tokenizer.decode(ids.tolist(), skip_special_tokens=True)
+    return self.tokenizer.decode_batch(ids.tolist(), skip_special_tokens=True)

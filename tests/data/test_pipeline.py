@@ -1,0 +1,88 @@
+"""Batches against a brute-force history reference; determinism; process shards."""
+
+import numpy as np
+
+from mmrec.data.pipeline import ItemTable, UserHistories, training_batches
+from mmrec.data.schema import Interactions
+
+
+def random_interactions(seed=0, users=6, items=30, rows=80):
+  rng = np.random.default_rng(seed)
+  return Interactions(rng.integers(0, users, rows), rng.integers(0, items, rows),
+                      rng.integers(0, 20, rows))  # repeated timestamps: ties keep input order
+
+
+def brute_history(inter, row, h):
+  """Items of the same user strictly earlier in (time, input order), most recent last."""
+  u, t = inter.user[row], inter.timestamp[row]
+  earlier = [j for j in range(len(inter))
+             if inter.user[j] == u and (inter.timestamp[j], j) < (t, row)]
+  earlier.sort(key=lambda j: (inter.timestamp[j], j))
+  return [int(inter.item[j]) for j in earlier][-h:]
+
+
+def item_table(n=30, length=4, size=2):
+  tokens = np.arange(n * length, dtype=np.int32).reshape(n, length)
+  image = np.arange(n, dtype=np.uint8)[:, None, None, None] * np.ones((1, size, size, 3), np.uint8)
+  warm = np.arange(n) % 3 != 0
+  return ItemTable(tokens, image, warm, np.log(np.full(n, 1 / n, np.float32)))
+
+
+def test_histories_match_brute_force():
+  inter = random_interactions()
+  hist = UserHistories(inter, history_len=5)
+  order = np.lexsort((np.arange(len(inter)), inter.timestamp, inter.user))
+  items, mask = hist.before(np.arange(len(inter)))
+  for sorted_row, original_row in enumerate(order):
+    expected = brute_history(inter, original_row, 5)
+    assert items[sorted_row][mask[sorted_row]].tolist() == expected
+    assert mask[sorted_row].tolist() == [False] * (5 - len(expected)) + [True] * len(expected)
+    assert (items[sorted_row][~mask[sorted_row]] == 0).all()
+
+
+def test_latest_is_the_last_items_of_each_user():
+  inter = random_interactions(1)
+  hist = UserHistories(inter, history_len=4)
+  users = np.array([0, 3, 99])  # 99 has no interactions
+  items, mask = hist.latest(users)
+  for row, u in enumerate(users):
+    rows = sorted((j for j in range(len(inter)) if inter.user[j] == u),
+                  key=lambda j: (inter.timestamp[j], j))
+    assert items[row][mask[row]].tolist() == [int(inter.item[j]) for j in rows][-4:]
+  assert not mask[2].any()
+
+
+def test_batches_are_deterministic_and_cover_an_epoch():
+  inter = random_interactions(2)
+  hist = UserHistories(inter, history_len=3)
+  table = item_table()
+  ds = training_batches(hist, table, batch_size=8, seed=5)
+  batch = ds[3]
+  assert {k: v.shape for k, v in batch.items()} == {
+      "history": (8, 3), "history_mask": (8, 3), "item": (8,), "tokens": (8, 4),
+      "image": (8, 2, 2, 3), "warm": (8,), "log_q": (8,)}
+  assert batch["history"].dtype == np.int32 and batch["image"].dtype == np.uint8
+  assert batch["tokens"].dtype == np.int32 and batch["log_q"].dtype == np.float32
+  np.testing.assert_array_equal(batch["tokens"], table.tokens[batch["item"]])
+  np.testing.assert_array_equal(batch["image"], table.image[batch["item"]])
+  np.testing.assert_array_equal(batch["warm"], table.warm[batch["item"]])
+  again = training_batches(hist, table, batch_size=8, seed=5)[3]
+  for k in batch:
+    np.testing.assert_array_equal(batch[k], again[k])
+  # One epoch (10 batches of 8 = 80 rows) visits every interaction exactly once.
+  epoch = np.sort(np.concatenate([ds[s]["item"] for s in range(10)]))
+  np.testing.assert_array_equal(epoch, np.sort(inter.item))
+  assert not all((ds[s]["item"] == ds[s + 10]["item"]).all() for s in range(10))  # reshuffled
+
+
+def test_processes_read_disjoint_shards_that_cover_the_data():
+  rows = 80
+  inter = Interactions(np.arange(rows) % 5, np.arange(rows), np.arange(rows))  # item = row id
+  hist = UserHistories(inter, history_len=2)
+  table = item_table(n=rows)
+  seen = []
+  for p in range(2):
+    ds = training_batches(hist, table, batch_size=4, seed=0, process_index=p, process_count=2)
+    seen.append(np.concatenate([ds[s]["item"] for s in range(10)]))  # one epoch of 40 rows
+  assert not set(seen[0]) & set(seen[1])
+  assert sorted(np.concatenate(seen).tolist()) == list(range(rows))

@@ -1,0 +1,64 @@
+"""Tower behaviour: unit-norm outputs, ID masking, padding invariance."""
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from mmrec.configs import two_tower
+from mmrec.models.towers import TwoTower, hash_ids
+
+
+def make(variant="multimodal"):
+  cfg = two_tower.get_config(f"tiny,{variant}")
+  model = TwoTower(cfg.model, num_items=50, vocab_size=100, max_text_len=8, history_len=5,
+                   rngs=nnx.Rngs(0))
+  return cfg, model
+
+
+def items(ids, seed=0):
+  rng = np.random.default_rng(seed)
+  b = len(ids)
+  return {"item": jnp.asarray(ids, jnp.int32),
+          "tokens": jnp.asarray(np.c_[rng.integers(1, 100, (b, 5)), np.zeros((b, 3))], jnp.int32),
+          "image": jnp.asarray(rng.integers(0, 256, (b, 16, 16, 3)), jnp.uint8)}
+
+
+def test_item_embeddings_are_unit_norm_and_ignore_dropped_ids():
+  _, model = make()
+  batch = items([1, 2, 3])
+  keep = jnp.array([True, True, False])
+  emb = model.embed_items(batch, keep)
+  np.testing.assert_allclose(np.linalg.norm(emb, axis=-1), 1.0, rtol=1e-5)
+  other = dict(batch, item=jnp.array([7, 8, 9], jnp.int32))  # same content, other ids
+  emb2 = model.embed_items(other, keep)
+  np.testing.assert_allclose(emb2[2], emb[2], atol=1e-6)  # ID dropped: only content counts
+  assert not np.allclose(emb2[0], emb[0], atol=1e-4)  # ID kept: the id matters
+
+
+def test_text_padding_does_not_change_the_embedding():
+  _, model = make("content_only")
+  batch = items([1])
+  keep = jnp.zeros(1, bool)
+  unpadded = dict(batch, tokens=batch["tokens"][:, :5])  # the same 5 tokens without the 3 pads
+  np.testing.assert_allclose(model.embed_items(batch, keep), model.embed_items(unpadded, keep),
+                             atol=1e-5)
+
+
+def test_user_tower_ignores_padding_and_accepts_empty_history():
+  _, model = make()
+  history = jnp.array([[0, 0, 4, 5, 6], [9, 9, 4, 5, 6], [0, 0, 0, 0, 0]], jnp.int32)
+  mask = jnp.array([[0, 0, 1, 1, 1], [0, 0, 1, 1, 1], [0, 0, 0, 0, 0]], bool)
+  emb = np.asarray(model.embed_users({"history": history, "history_mask": mask}))
+  np.testing.assert_allclose(emb[0], emb[1], atol=1e-6)  # padded ids are invisible
+  assert np.isfinite(emb).all()
+  np.testing.assert_allclose(np.linalg.norm(emb, axis=-1), 1.0, rtol=1e-5)
+
+
+def test_hash_ids_in_range_and_spread():
+  ids = jnp.arange(10_000)
+  for seed in (0, 1):
+    h = np.asarray(hash_ids(ids, 20_000, seed))
+    assert h.min() >= 0 and h.max() < 20_000
+    assert len(np.unique(h)) > 7_000  # about 1 - e^-0.5 of 20k buckets hit by 10k ids is ~7.9k
+  both = np.stack([hash_ids(ids, 20_000, 0), hash_ids(ids, 20_000, 1)], 1)
+  assert len(np.unique(both, axis=0)) > 9_990  # full collisions need both hashes to collide
