@@ -103,7 +103,21 @@ def main(argv: list[str] | None = None) -> None:
     print(f"mmrec {name}: {COMMANDS[name].__doc__}\n")
     print(flags.FLAGS.module_help(__name__))
     return
-  app.run(lambda _: COMMANDS[name](), argv=[f"mmrec {name}", *rest])
+  app.run(lambda _: _quiet(COMMANDS[name])(), argv=[f"mmrec {name}", *rest])
+
+
+def _quiet(command):
+  """Keep library INFO logs and TFDS progress bars out of the job's output."""
+
+  def run():
+    import tensorflow_datasets as tfds
+    from absl import logging
+    if not flags.FLAGS["verbosity"].present:
+      logging.set_verbosity(logging.WARNING)
+    tfds.disable_progress_bar()
+    command()
+
+  return run
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ def fit(model: nnx.Module, loss_fn: LossFn, batches: grain.MapDataset,
     model, optimizer = nnx.merge(graphdef, state)
     (_, metrics), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model, batch, key)
     optimizer.update(model, grads)
-    metrics["grad_norm"] = optax.global_norm(grads)
+    metrics["grad_norm"] = optax.tree.norm(grads)
     return nnx.state((model, optimizer)), metrics
 
   key = jax.random.key(config.seed)

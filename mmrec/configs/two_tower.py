@@ -51,7 +51,7 @@ def get_config(arg: str = "small") -> ml_collections.ConfigDict:
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 64 if tiny else 256
-  c.train.steps = 60 if tiny else 1500
+  c.train.steps = 60 if tiny else 800
   c.train.learning_rate = 3e-3
   c.train.warmup_steps = 10 if tiny else 100
   c.train.weight_decay = 1e-4
