@@ -23,12 +23,16 @@ _BUNDLE = flags.DEFINE_string("bundle", None, "Output bundle directory for `expo
 def _data_build():
   """Generate the configured dataset and store it as TFDS ArrayRecord datasets."""
   from mmrec import jobs
+  from mmrec.data.clean import format_report
   from mmrec.data.dataset import load_dataset
   path = jobs.build_data(_CONFIG.value, _WORKDIR.value)
-  report = load_dataset(path).meta.get("report", {})
+  report = dict(load_dataset(path).meta.get("report", {}))
+  cleaning = report.pop("cleaning", None)
   print(f"built {path}")
   for key, value in report.items():
     print(f"  {key}: {value}")
+  if cleaning:
+    print(format_report(cleaning))
 
 
 def _train():

@@ -46,9 +46,18 @@ def make_optimizer(cfg: ml_collections.ConfigDict) -> optax.GradientTransformati
                      optax.adamw(learning_rate(cfg), weight_decay=cfg.weight_decay))
 
 
+@dataclasses.dataclass
+class Refresh:
+  """Non-trained state recomputed every `every` steps, before that step: `fn(model, inputs)`."""
+
+  every: int
+  fn: Callable[[nnx.Module, Any], None]
+  inputs: Any
+
+
 def fit(model: nnx.Module, loss_fn: LossFn, batches: grain.MapDataset,
         config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
-        on_log: Callable[[int, dict], None] | None = None) -> int:
+        on_log: Callable[[int, dict], None] | None = None, refresh: Refresh | None = None) -> int:
   """Train `model` in place for `config.train.steps`, resuming from WORKDIR/checkpoints.
 
   `batches[step]` is the process-local batch of `step`. Returns the final step.
@@ -75,6 +84,14 @@ def fit(model: nnx.Module, loss_fn: LossFn, batches: grain.MapDataset,
     metrics["grad_norm"] = optax.tree.norm(grads)
     return nnx.state((model, optimizer)), metrics
 
+  @functools.partial(jax.jit, donate_argnums=0, out_shardings=state_sharding)
+  def refresh_step(state, inputs):
+    model, optimizer = nnx.merge(graphdef, state)
+    refresh.fn(model, inputs)
+    return nnx.state((model, optimizer))
+
+  if refresh:
+    refresh_inputs = jax.device_put(refresh.inputs, parallel.replicated(mesh))
   key = jax.random.key(config.seed)
   writer = tensorboardX.SummaryWriter(str(workdir / "tb")) if lead else None
   read = grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)
@@ -85,6 +102,8 @@ def fit(model: nnx.Module, loss_fn: LossFn, batches: grain.MapDataset,
   tick, examples = time.perf_counter(), 0
   try:
     for step in bar:
+      if refresh and step % refresh.every == 0:
+        state = refresh_step(state, refresh_inputs)
       batch = parallel.shard_batch(next(batch_iter), mesh)
       state, metrics = train_step(state, batch, jax.random.fold_in(key, step))
       examples += cfg.batch_size
@@ -160,7 +179,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   batches = training_batches(UserHistories(data.splits["train"], config.data.history_len), items,
                              batch_size=local_batch, seed=config.seed,
                              process_index=jax.process_index(), process_count=jax.process_count())
-  step = fit(model, two_tower_loss(config), batches, config, workdir, on_log)
+  refresh = Refresh(config.train.cache_refresh_every, TwoTower.refresh_item_cache,
+                    items.features(np.arange(data.num_items)))
+  step = fit(model, two_tower_loss(config), batches, config, workdir, on_log, refresh)
   return Trained(model, data, items, step)
 
 

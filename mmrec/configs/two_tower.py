@@ -58,6 +58,7 @@ def get_config(arg: str = "small") -> ml_collections.ConfigDict:
   c.train.grad_clip = 1.0
   c.train.temperature = 0.05
   c.train.logq_correction = True
+  c.train.cache_refresh_every = 10 if tiny else 50  # steps between item-cache refreshes (user tower input)
   c.train.log_every = 10 if tiny else 50
   c.train.checkpoint_every = 30 if tiny else 500
   c.train.keep_checkpoints = 3

@@ -72,11 +72,11 @@ def _batched(fn, arrays: dict[str, np.ndarray], batch_size: int) -> np.ndarray:
   return np.concatenate(out)
 
 
-def item_embeddings(model: TwoTower, items: ItemTable, batch_size: int = 512) -> np.ndarray:
+def item_embeddings(model: TwoTower, items: ItemTable) -> np.ndarray:
   """Embeddings [N, D] of every item; the ID path is used for warm items only."""
   graphdef, state = nnx.split(model)
-  fn = jax.jit(lambda b: nnx.merge(graphdef, state).embed_items(b, b["warm"]))
-  return _batched(fn, items.features(np.arange(len(items.warm))), batch_size)
+  fn = jax.jit(lambda f: nnx.merge(graphdef, state).embed_catalog(f))
+  return np.asarray(fn(items.features(np.arange(len(items.warm)))))
 
 
 def user_embeddings(model: TwoTower, histories: UserHistories, users: np.ndarray,
@@ -90,6 +90,7 @@ def user_embeddings(model: TwoTower, histories: UserHistories, users: np.ndarray
 def two_tower_scorer(model: TwoTower, data: RecDataset, items: ItemTable, *, split: str,
                      history_len: int) -> Scorer:
   item_emb = item_embeddings(model, items)
+  model.item_cache[...] = item_emb  # the user tower reads the history items' embeddings
   histories = UserHistories(seen_interactions(data, split), history_len)
   user_emb = user_embeddings(model, histories, np.arange(data.num_users))
   return lambda users: user_emb[users] @ item_emb.T

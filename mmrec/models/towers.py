@@ -78,11 +78,18 @@ class ItemTower(nnx.Module):
     return l2_normalize(self.mlp_out(jax.nn.gelu(self.mlp_in(x))))
 
 
-class UserTower(nnx.Module):
-  """History of item ids -> L2-normalised user embedding.
+class ItemCache(nnx.Variable):
+  """Item-tower embeddings of the whole catalog, refreshed during training (not trained)."""
 
-  A learned summary token is prepended to the (recency-ordered) history, so
-  users with an empty history still get an embedding; its output is the user.
+
+class UserTower(nnx.Module):
+  """History of items -> L2-normalised user embedding.
+
+  Each history item is its own ID embedding plus a projection of its cached
+  item-tower embedding (so the user tower sees what the items are, from their
+  content, not only which they are). A learned summary token is prepended to
+  the recency-ordered history, so users with an empty history still get an
+  embedding; its output is the user.
   """
 
   def __init__(self, cfg: ml_collections.ConfigDict, history_len: int, id_buckets: int,
@@ -90,14 +97,17 @@ class UserTower(nnx.Module):
     u = cfg.user
     init = nnx.initializers.normal(0.02)
     self.ids = HashedEmbed(id_buckets, u.width, rngs=rngs)
+    self.from_items = nnx.Linear(cfg.embed_dim, u.width, rngs=rngs)
     self.positions = nnx.Param(init(rngs.params(), (history_len + 1, u.width)))
     self.summary = nnx.Param(init(rngs.params(), (1, 1, u.width)))
     self.encoder = Encoder(u.width, u.layers, u.heads, u.mlp_dim, rngs=rngs)
     self.proj = nnx.Linear(u.width, cfg.embed_dim, rngs=rngs)
 
-  def __call__(self, history: jax.Array, history_mask: jax.Array) -> jax.Array:
+  def __call__(self, history: jax.Array, history_mask: jax.Array,
+               history_items: jax.Array) -> jax.Array:
+    """history_items: [B, H, D] item-tower embeddings of the history (treated as constants)."""
     b = history.shape[0]
-    x = self.ids(history)
+    x = self.ids(history) + self.from_items(jax.lax.stop_gradient(history_items))
     x = jnp.concatenate([jnp.broadcast_to(self.summary[...], (b, 1, x.shape[-1])), x], axis=1)
     x = x + self.positions[: x.shape[1]]
     mask = jnp.concatenate([jnp.ones((b, 1), bool), history_mask], axis=1)
@@ -110,9 +120,24 @@ class TwoTower(nnx.Module):
     buckets = cfg.id_buckets or 2 * num_items
     self.item_tower = ItemTower(cfg, vocab_size, max_text_len, buckets, rngs=rngs)
     self.user_tower = UserTower(cfg, history_len, buckets, rngs=rngs)
+    self.item_cache = ItemCache(jnp.zeros((num_items, cfg.embed_dim), jnp.float32))
 
   def embed_items(self, batch: dict, id_keep: jax.Array) -> jax.Array:
     return self.item_tower(batch["item"], batch["tokens"], batch["image"], id_keep)
 
+  def embed_catalog(self, features: dict, chunk: int = 512) -> jax.Array:
+    """Embeddings [N, D] of every item (ID path on warm items), `chunk` items at a time."""
+    n = features["item"].shape[0]
+    pad = -n % chunk
+    chunks = jax.tree.map(
+        lambda a: jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)).reshape(-1, chunk, *a.shape[1:]),
+        features)
+    out = jax.lax.map(lambda b: self.embed_items(b, b["warm"]), chunks)
+    return out.reshape(-1, out.shape[-1])[:n]
+
+  def refresh_item_cache(self, features: dict) -> None:
+    self.item_cache[...] = self.embed_catalog(features)
+
   def embed_users(self, batch: dict) -> jax.Array:
-    return self.user_tower(batch["history"], batch["history_mask"])
+    history_items = self.item_cache[...][batch["history"]]
+    return self.user_tower(batch["history"], batch["history_mask"], history_items)

@@ -8,7 +8,6 @@ one stood. Only numpy, scann and the standard library are used here.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import math
 import os
@@ -20,7 +19,10 @@ from typing import Any
 import numpy as np
 from scann.scann_ops.py import scann_ops_pybind
 
-FORMAT_VERSION = 1
+# The bundle format is defined once, by its reader.
+from mmrec.serving.bundle import SUPPORTED_FORMAT_VERSIONS, file_sha256
+
+FORMAT_VERSION = max(SUPPORTED_FORMAT_VERSIONS)
 DISTANCE = "dot_product"
 BRUTE_FORCE_MAX_ITEMS = 20_000
 NUM_NEIGHBORS = 100
@@ -114,7 +116,7 @@ def export_bundle(
     # relative_path=True: the assets file names its files relative to the
     # searcher directory, so the bundle stays loadable after it is moved.
     build_searcher(embeddings, params).serialize(str(tmp / "scann"), relative_path=True)
-    files = {p.relative_to(tmp).as_posix(): _sha256(p)
+    files = {p.relative_to(tmp).as_posix(): file_sha256(p)
              for p in sorted(tmp.rglob("*")) if p.is_file()}
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -215,14 +217,6 @@ def _swap_into_place(tmp: pathlib.Path, out_dir: pathlib.Path) -> None:
   _fsync_dir(out_dir.parent)
   if old is not None:
     shutil.rmtree(old, ignore_errors=True)
-
-
-def _sha256(path: pathlib.Path) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-      h.update(chunk)
-  return h.hexdigest()
 
 
 def _fsync_tree(root: pathlib.Path) -> None:

@@ -235,7 +235,7 @@ def _check_files(path: pathlib.Path, files: dict[str, Any], verify: bool) -> Non
     file = path / name
     if not file.is_file():
       raise BundleError(f"{file}: missing (listed in manifest.json)")
-    if verify and _sha256(file) != digest:
+    if verify and file_sha256(file) != digest:
       raise BundleError(f"{file}: SHA-256 does not match manifest.json (corrupt or modified)")
   for file in sorted(path.rglob("*")):
     name = file.relative_to(path).as_posix()
@@ -273,7 +273,8 @@ def _read_metadata(path: pathlib.Path, n: int) -> dict[str, list]:
   return metadata
 
 
-def _sha256(file: pathlib.Path) -> str:
+def file_sha256(file: pathlib.Path) -> str:
+  """SHA-256 hex digest of a file, read in 1 MiB chunks (the manifest's checksums)."""
   h = hashlib.sha256()
   with open(file, "rb") as f:
     for chunk in iter(lambda: f.read(1 << 20), b""):
