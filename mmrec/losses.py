@@ -7,7 +7,7 @@ _MASKED = -1e9
 
 
 def sampled_softmax(user: jax.Array, item: jax.Array, item_ids: jax.Array, log_q: jax.Array,
-                    *, temperature: float, logq_correction: bool = True,
+                    *, temperature: float, logq_weight: float = 1.0,
                     mask_accidental_hits: bool = True) -> tuple[jax.Array, dict]:
   """In-batch sampled softmax for two-tower retrieval.
 
@@ -26,8 +26,8 @@ def sampled_softmax(user: jax.Array, item: jax.Array, item_ids: jax.Array, log_q
     (mean loss, metrics) with in-batch accuracy.
   """
   logits = user @ item.T / temperature
-  if logq_correction:
-    logits = logits - log_q[None, :]
+  if logq_weight:
+    logits = logits - logq_weight * log_q[None, :]
   if mask_accidental_hits:
     same = item_ids[:, None] == item_ids[None, :]
     logits = jnp.where(same & ~jnp.eye(len(item_ids), dtype=bool), _MASKED, logits)

@@ -143,7 +143,7 @@ def two_tower_loss(config: ml_collections.ConfigDict) -> LossFn:
     items = model.embed_items(batch, keep)
     return losses.sampled_softmax(users, items, batch["item"], batch["log_q"],
                                   temperature=config.train.temperature,
-                                  logq_correction=config.train.logq_correction)
+                                  logq_weight=config.train.logq_weight)
 
   return loss_fn
 
