@@ -65,9 +65,9 @@ def show_queries(trained: train_lib.Trained, config: ml_collections.ConfigDict,
   queries = eval_lib.user_embeddings(trained.model, histories, users)
   ids = data.catalog.item_id
   ranked, _ = bundle.search(queries, k, exclude=[[str(ids[i]) for i in seen[u]] for u in users])
-  titles = dict(zip(map(str, ids), data.catalog.title))
+  titles = {str(i): str(t) for i, t in zip(ids, data.catalog.title)}
   for u, row in zip(users, ranked):
-    print(f"\nuser {u}: recently {[titles[str(ids[i])] for i in seen[u][-3:]]}")
+    print(f"\nuser {u}: recently {', '.join(titles[str(ids[i])] for i in seen[u][-3:])}")
     for rank, item in enumerate(row, 1):
       cold = " (cold)" if data.is_cold[bundle.index_of([item])[0]] else ""
       print(f"  {rank}. {titles[item]}{cold}")
