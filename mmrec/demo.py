@@ -17,6 +17,7 @@ import numpy as np
 from mmrec import jobs, train as train_lib
 from mmrec.configs.two_tower import with_variant
 from mmrec.data import sources
+from mmrec.data.pipeline import UserHistories
 from mmrec.evaluation import evaluate as eval_lib
 from mmrec.serving import load_bundle
 
@@ -61,7 +62,7 @@ def show_queries(trained: train_lib.Trained, config: ml_collections.ConfigDict,
   data, split = trained.data, config.eval.split
   seen = eval_lib.items_by_user(eval_lib.seen_interactions(data, split), data.num_users)
   users = np.random.default_rng(0).choice(data.num_users, num_users, replace=False)
-  histories = eval_lib.UserHistories(eval_lib.seen_interactions(data, split), config.data.history_len)
+  histories = UserHistories(eval_lib.seen_interactions(data, split), config.data.history_len)
   queries = eval_lib.user_embeddings(trained.model, histories, users)
   ids = data.catalog.item_id
   ranked, _ = bundle.search(queries, k, exclude=[[str(ids[i]) for i in seen[u]] for u in users])

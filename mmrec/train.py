@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import pathlib
 import time
 from collections.abc import Callable
@@ -16,7 +15,6 @@ from typing import Any
 
 import grain
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -29,6 +27,7 @@ from mmrec.checkpoint import Checkpointer
 from mmrec.data import sources
 from mmrec.data.pipeline import ItemTable, UserHistories, training_batches
 from mmrec.data.schema import RecDataset
+from mmrec.data.tokenizer import Tokenizer
 from mmrec.models.towers import TwoTower
 
 LossFn = Callable[[nnx.Module, dict, jax.Array], tuple[jax.Array, dict]]
@@ -160,9 +159,9 @@ def prepare(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
             ) -> tuple[TwoTower, RecDataset, ItemTable]:
   """The dataset (built on first use), its item table and a freshly initialised model."""
   data = sources.load(config.data, workdir)
-  vocab = json.loads(pathlib.Path(data.tokenizer_path).read_text())["model"]["vocab"]
-  if len(vocab) > config.data.vocab_size:
-    raise ValueError(f"the dataset's tokenizer has {len(vocab)} tokens, more than "
+  vocab_size = Tokenizer.load(data.tokenizer_path).vocab_size
+  if vocab_size > config.data.vocab_size:
+    raise ValueError(f"the dataset's tokenizer has {vocab_size} tokens, more than "
                      f"data.vocab_size={config.data.vocab_size}")
   return create_model(config, data), data, sources.item_table(data, config.data)
 
