@@ -60,9 +60,10 @@ def show_queries(trained: train_lib.Trained, config: ml_collections.ConfigDict,
   """A few users' recent history and their top-k from the bundle, by title."""
   bundle = load_bundle(bundle_dir)
   data, split = trained.data, config.eval.split
-  seen = eval_lib.items_by_user(eval_lib.seen_interactions(data, split), data.num_users)
+  seen_rows = eval_lib.seen_interactions(data, split)
+  seen = eval_lib.items_by_user(seen_rows, data.num_users)
   users = np.random.default_rng(0).choice(data.num_users, num_users, replace=False)
-  histories = UserHistories(eval_lib.seen_interactions(data, split), config.data.history_len)
+  histories = UserHistories(seen_rows, config.data.history_len)
   queries = eval_lib.user_embeddings(trained.model, histories, users)
   ids = data.catalog.item_id
   ranked, _ = bundle.search(queries, k, exclude=[[str(ids[i]) for i in seen[u]] for u in users])
