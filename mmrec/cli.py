@@ -16,8 +16,22 @@ _CONFIG = config_flags.DEFINE_config_file(
     "--config.train.steps=100 and the like. Default: the two-tower config on the small shop.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/default",
                                "Directory for data, checkpoints, logs, metrics and exports.")
-_BUNDLE = flags.DEFINE_string("bundle", None, "Output bundle directory for `export` "
-                              "(default WORKDIR/bundle).")
+_BUNDLE = flags.DEFINE_string("bundle", None, "Output bundle directory for `export`, the "
+                              "bundle to serve for `serve` (default WORKDIR/bundle).")
+_PATH = flags.DEFINE_string("path", None, "`data import`: the directory of raw files "
+                            "(sets data.import_.path).")
+_FORMAT = flags.DEFINE_string("format", None, "`data import`: movielens | recbole | amazon | hm | "
+                              "generic; also the word after `data import`.")
+_COLUMNS = flags.DEFINE_string("columns", None, "`data import`: column mapping ROLE=NAME,... "
+                               "(roles: user, item, timestamp, rating, item_id, title, "
+                               "description, category, image; see docs/data.md).")
+_ADD_ITEMS = flags.DEFINE_string("add-items", None, "`export`: add the products of this JSON "
+                                 "Lines feed to the existing bundle, embedded with the trained "
+                                 "item tower (docs/bundle.md).")
+_REMOVE_ITEMS = flags.DEFINE_string("remove-items", None, "`export`: remove these item ids from "
+                                    "the existing bundle: ID,ID,... or @FILE (one id a line).")
+_HOST = flags.DEFINE_string("host", "127.0.0.1", "`serve`: address to bind (loopback by default).")
+_PORT = flags.DEFINE_integer("port", 8000, "`serve`: TCP port.")
 
 
 def _data_build():
@@ -33,6 +47,33 @@ def _data_build():
     print(f"  {key}: {value}")
   if cleaning:
     print(format_report(cleaning))
+
+
+def _data_import():
+  """Import raw files (`mmrec data import FORMAT --path DIR`), clean them, print the data report."""
+  import json
+  from mmrec.data.importers import DataImportError
+  from mmrec.data.importers.build import REPORT_FILE, format_report, import_dataset
+  config = _CONFIG.value
+  imp = config.data.import_
+  config.data.source = "import"
+  imp.format = _FORMAT.value or imp.format
+  imp.path = _PATH.value or imp.path
+  for pair in (_COLUMNS.value or "").split(","):
+    role, sep, column = pair.partition("=")
+    if pair.strip() and (not sep or role.strip() not in imp.columns):
+      sys.exit(f"mmrec data import: --columns {pair!r}: expected ROLE=NAME with ROLE in "
+               f"{sorted(imp.columns)}")
+    if pair.strip():
+      imp.columns[role.strip()] = column.strip()
+  # As mmrec.data.sources.dataset_path, without importing the model-side modules (faster).
+  data_dir = config.data.data_dir or pathlib.Path(_WORKDIR.value) / "data"
+  try:
+    path = import_dataset(config.data, data_dir)
+  except DataImportError as e:
+    sys.exit(f"mmrec data import: {e}")
+  print(format_report(json.loads((path / REPORT_FILE).read_text())))
+  print(f"built {path}")
 
 
 def _train():
@@ -64,11 +105,26 @@ def _evaluate():
 
 
 def _export():
-  """Export WORKDIR's item embeddings as a ScaNN bundle (docs/bundle.md)."""
+  """Export WORKDIR's items as a ScaNN bundle; --add-items/--remove-items update it (docs/bundle.md)."""
   from mmrec import jobs, train
   config = _run_config()
+  bundle = _BUNDLE.value or pathlib.Path(_WORKDIR.value) / "bundle"
+  if _ADD_ITEMS.value or _REMOVE_ITEMS.value:  # update the existing bundle in place
+    remove = _REMOVE_ITEMS.value or ""
+    if remove.startswith("@"):
+      remove = pathlib.Path(remove[1:]).read_text(encoding="utf-8").replace("\n", ",")
+    remove_ids = [i.strip() for i in remove.split(",") if i.strip()]
+    trained = train.restore(_WORKDIR.value, config) if _ADD_ITEMS.value else None
+    try:
+      reports = jobs.update_bundle(trained, config, bundle, add_feed=_ADD_ITEMS.value,
+                                   remove_ids=remove_ids)
+    except ValueError as e:
+      sys.exit(f"mmrec export: {e}")
+    for report in reports:
+      print(" ".join(f"{k}={v}" for k, v in report.items()))
+    return
   trained = train.restore(_WORKDIR.value, config)
-  out = jobs.export(trained, config, _BUNDLE.value or pathlib.Path(_WORKDIR.value) / "bundle")
+  out = jobs.export(trained, config, bundle)
   print(f"exported {out}")
 
 
@@ -78,12 +134,52 @@ def _demo():
   demo.run(_CONFIG.value, _WORKDIR.value)
 
 
+def _serve():
+  """Serve a bundle over HTTP (numpy + scann, no jax): /v1/recommend, /v1/similar, /healthz."""
+  from mmrec.serving import BundleError, server
+  try:
+    bundle = _BUNDLE.value or pathlib.Path(_WORKDIR.value) / "bundle"
+    server.serve(bundle, _HOST.value, _PORT.value)
+  except BundleError as e:
+    sys.exit(f"mmrec serve: {e}")
+
+
+def _compile():
+  """Compile the train step ahead of time for the config's TPU topology (a CPU is enough)."""
+  import jax
+  jax.config.update("jax_platforms", "cpu")  # the TPU devices come from libtpu's topology
+  from mmrec import compile as aot
+  config = _CONFIG.value
+  if "tpu" not in config:
+    raise app.UsageError("`mmrec compile` needs a TPU config with a `tpu` block, e.g. "
+                         "--config tpu_configs/v5e_16.py")
+  _, report = aot.compile_train_step(config, config_flags.get_config_filename(flags.FLAGS["config"]))
+  print("\n".join(report.lines()))
+
+
+def _pretrain():
+  """Self-supervised pretraining of the item encoders (mmrec/configs/pretrain.py), then a
+  linear probe of item attributes; writes WORKDIR/probe.json."""
+  import json
+  from mmrec import pretrain
+  from mmrec.evaluation.probe import format_probe
+  run = pretrain.pretrain(_CONFIG.value, _WORKDIR.value)
+  print(f"pretrained to step {run.step}; checkpoints in {_WORKDIR.value}/checkpoints")
+  rows = pretrain.probe(_CONFIG.value, run)
+  (pathlib.Path(_WORKDIR.value) / "probe.json").write_text(json.dumps(rows, indent=2) + "\n")
+  print(format_probe(rows))
+
+
 COMMANDS = {
     "data build": _data_build,
+    "data import": _data_import,
+    "pretrain": _pretrain,
     "train": _train,
     "evaluate": _evaluate,
     "export": _export,
     "demo": _demo,
+    "serve": _serve,
+    "compile": _compile,
 }
 
 
@@ -103,11 +199,15 @@ def main(argv: list[str] | None = None) -> None:
     print(_usage(), file=sys.stderr if argv[1:2] not in (["-h"], ["--help"]) else sys.stdout)
     sys.exit(0 if argv[1:2] in (["-h"], ["--help"]) else 2)
   rest = argv[1 + len(name.split()):]
+  if name == "data import" and rest and not rest[0].startswith("-"):
+    rest = [f"--format={rest[0]}", *rest[1:]]  # `mmrec data import FORMAT --path DIR`
   if {"-h", "--help"} & set(rest):
     print(f"mmrec {name}: {COMMANDS[name].__doc__}\n")
     print(flags.FLAGS.module_help(__name__))
     return
-  app.run(lambda _: _quiet(COMMANDS[name])(), argv=[f"mmrec {name}", *rest])
+  # `serve` needs neither jax nor tensorflow_datasets, so it skips _quiet's TFDS import.
+  command = COMMANDS[name] if name == "serve" else _quiet(COMMANDS[name])
+  app.run(lambda _: command(), argv=[f"mmrec {name}", *rest])
 
 
 def _quiet(command):
@@ -119,6 +219,9 @@ def _quiet(command):
     if not flags.FLAGS["verbosity"].present:
       logging.set_verbosity(logging.WARNING)
     tfds.disable_progress_bar()
+    if command is not _compile:  # several processes (multi-host): join them first
+      from mmrec import distributed
+      distributed.initialize_from_env()
     command()
 
   return run

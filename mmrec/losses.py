@@ -1,4 +1,6 @@
-"""Retrieval losses."""
+"""Training losses: retrieval (sampled softmax) and self-supervised (MLM, NT-Xent, SigLIP)."""
+
+from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
@@ -36,3 +38,66 @@ def sampled_softmax(user: jax.Array, item: jax.Array, item_ids: jax.Array, log_q
   loss = -log_probs[labels, labels].mean()
   accuracy = (logits.argmax(-1) == labels).mean()
   return loss, {"loss": loss, "in_batch_accuracy": accuracy}
+
+
+def masked_token_cross_entropy(logits: jax.Array, targets: jax.Array,
+                               weights: jax.Array) -> tuple[jax.Array, dict]:
+  """Masked-token prediction: cross-entropy at the positions where `weights` > 0.
+
+  Args:
+    logits: [B, L, V]. targets: int [B, L], the original tokens.
+    weights: [B, L], 1 at the masked (predicted) positions, 0 elsewhere.
+  Returns:
+    (weighted mean loss, metrics with the accuracy at the masked positions).
+  """
+  weights = weights.astype(jnp.float32)
+  log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  nll = -jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+  total = jnp.maximum(weights.sum(), 1.0)
+  loss = (nll * weights).sum() / total
+  accuracy = ((logits.argmax(-1) == targets) * weights).sum() / total
+  return loss, {"loss": loss, "accuracy": accuracy}
+
+
+def nt_xent(view1: jax.Array, view2: jax.Array, *, temperature: float) -> tuple[jax.Array, dict]:
+  """NT-Xent (SimCLR): each of the 2B views must pick its partner among the other 2B-1.
+
+  Args:
+    view1, view2: [B, D] projections of two augmentations of the same B images
+      (L2-normalised here, so the logits are cosine similarities / temperature).
+  """
+  z = jnp.concatenate([view1, view2], axis=0).astype(jnp.float32)
+  z = z * jax.lax.rsqrt(jnp.maximum((z * z).sum(-1, keepdims=True), 1e-12))
+  n = z.shape[0]
+  b = n // 2
+  logits = z @ z.T / temperature
+  logits = jnp.where(jnp.eye(n, dtype=bool), _MASKED, logits)  # a view is not its own negative
+  partner = jnp.concatenate([jnp.arange(b, n), jnp.arange(b)])
+  log_probs = jax.nn.log_softmax(logits, axis=-1)
+  loss = -log_probs[jnp.arange(n), partner].mean()
+  accuracy = (logits.argmax(-1) == partner).mean()
+  return loss, {"loss": loss, "accuracy": accuracy}
+
+
+def sigmoid_contrastive(image: jax.Array, text: jax.Array, log_temperature: jax.Array,
+                        bias: jax.Array) -> tuple[jax.Array, dict]:
+  """SigLIP (Zhai et al., 2023): every image-text pair is a binary "match?" question.
+
+  Row i matches column i only. loss = -(1/B) sum_ij log sigmoid(z_ij (t x_i.y_j + b)),
+  z_ij = +1 on the diagonal and -1 elsewhere, t = exp(log_temperature).
+
+  Args:
+    image, text: [B, D] embeddings (L2-normalised here).
+    log_temperature, bias: learnable scalars (the paper starts at log 10 and -10).
+  """
+  def normalize(x):
+    x = x.astype(jnp.float32)
+    return x * jax.lax.rsqrt(jnp.maximum((x * x).sum(-1, keepdims=True), 1e-12))
+
+  logits = jnp.exp(log_temperature) * normalize(image) @ normalize(text).T + bias
+  b = logits.shape[0]
+  signs = 2.0 * jnp.eye(b) - 1.0
+  loss = -jax.nn.log_sigmoid(signs * logits).sum() / b
+  labels = jnp.arange(b)
+  accuracy = (logits.argmax(-1) == labels).mean()  # image -> text retrieval in the batch
+  return loss, {"loss": loss, "accuracy": accuracy}

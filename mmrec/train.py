@@ -9,12 +9,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import pathlib
+import shutil
 import time
 from collections.abc import Callable
 from typing import Any
 
 import grain
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -27,8 +29,8 @@ from mmrec.checkpoint import Checkpointer
 from mmrec.data import sources
 from mmrec.data.pipeline import ItemTable, UserHistories, training_batches
 from mmrec.data.schema import RecDataset
-from mmrec.data.tokenizer import Tokenizer
 from mmrec.models.towers import TwoTower
+from mmrec.train_step import make_train_step
 
 LossFn = Callable[[nnx.Module, dict, jax.Array], tuple[jax.Array, dict]]
 
@@ -39,10 +41,62 @@ def learning_rate(cfg: ml_collections.ConfigDict) -> optax.Schedule:
       0.0, cfg.learning_rate, cfg.warmup_steps, max(cfg.steps, cfg.warmup_steps + 1))
 
 
+ENCODER_MODULES = ("text", "image")  # attribute names of the content encoders (item tower, pretrain)
+
+
+def encoder_labels(params: Any) -> Any:
+  """"encoder" for parameters under a module named in ENCODER_MODULES, else "other"."""
+
+  def label(path, _):
+    names = {getattr(k, "key", getattr(k, "name", None)) for k in path}
+    return "encoder" if names & set(ENCODER_MODULES) else "other"
+
+  return jax.tree_util.tree_map_with_path(label, params)
+
+
+def after_steps(inner: optax.GradientTransformation, steps: int) -> optax.GradientTransformation:
+  """`inner`, but zero updates and an untouched inner state for the first `steps` steps."""
+
+  def init(params):
+    return {"count": jnp.zeros([], jnp.int32), "inner": inner.init(params)}
+
+  def update(updates, state, params=None):
+    new_updates, new_inner = inner.update(updates, state["inner"], params)
+    active = state["count"] >= steps
+    keep = lambda new, old: jnp.where(active, new, old)
+    new_updates = jax.tree.map(lambda u: keep(u, jnp.zeros_like(u)), new_updates)
+    new_inner = jax.tree.map(keep, new_inner, state["inner"])
+    return new_updates, {"count": state["count"] + 1, "inner": new_inner}
+
+  return optax.GradientTransformation(init, update)
+
+
 def make_optimizer(cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """AdamW with the warm-up/cosine schedule and global-norm clipping."""
-  return optax.chain(optax.clip_by_global_norm(cfg.grad_clip),
-                     optax.adamw(learning_rate(cfg), weight_decay=cfg.weight_decay))
+  """AdamW with the warm-up/cosine schedule and global-norm clipping.
+
+  With `encoder_lr_scale` != 1 or `freeze_encoders_steps` > 0, the encoders
+  (ENCODER_MODULES) get their own AdamW: frozen (exactly) for the first
+  `freeze_encoders_steps` steps, then warmed up to `encoder_lr_scale` x the
+  learning rate and decayed to zero at `steps`. The two groups are then
+  clipped to `grad_clip` separately.
+  """
+  scale, frozen = cfg.get("encoder_lr_scale", 1.0), cfg.get("freeze_encoders_steps", 0)
+  if scale == 1.0 and not frozen:
+    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip),
+                       optax.adamw(learning_rate(cfg), weight_decay=cfg.weight_decay))
+  if scale < 0 or frozen < 0:
+    raise ValueError(f"train.encoder_lr_scale={scale} and train.freeze_encoders_steps={frozen} "
+                     "must be >= 0")
+  encoder_schedule = optax.warmup_cosine_decay_schedule(
+      0.0, scale * cfg.learning_rate, cfg.warmup_steps,
+      max(cfg.steps - frozen, cfg.warmup_steps + 1))
+  encoder = optax.chain(optax.clip_by_global_norm(cfg.grad_clip),
+                        optax.adamw(encoder_schedule, weight_decay=cfg.weight_decay))
+  other = optax.chain(optax.clip_by_global_norm(cfg.grad_clip),
+                      optax.adamw(learning_rate(cfg), weight_decay=cfg.weight_decay))
+  return optax.multi_transform(
+      {"encoder": after_steps(encoder, frozen) if frozen else encoder, "other": other},
+      encoder_labels)
 
 
 @dataclasses.dataclass
@@ -67,7 +121,7 @@ def fit(model: nnx.Module, loss_fn: LossFn, batches: grain.MapDataset,
   lead = jax.process_index() == 0
   optimizer = nnx.Optimizer(model, make_optimizer(cfg), wrt=nnx.Param)
   graphdef, state = nnx.split((model, optimizer))
-  state_sharding = jax.tree.map(lambda _: parallel.replicated(mesh), state)
+  state_sharding = parallel.state_shardings(state, mesh, config.get("sharding"))
   state = jax.device_put(state, state_sharding)
 
   ckpt = Checkpointer(workdir / "checkpoints", every=cfg.checkpoint_every, keep=cfg.keep_checkpoints)
@@ -75,19 +129,14 @@ def fit(model: nnx.Module, loss_fn: LossFn, batches: grain.MapDataset,
   if (restored := ckpt.restore(state)) is not None:
     start, state, _ = restored
 
-  @functools.partial(jax.jit, donate_argnums=0, out_shardings=(state_sharding, None))
-  def train_step(state, batch, key):
-    model, optimizer = nnx.merge(graphdef, state)
-    (_, metrics), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model, batch, key)
-    optimizer.update(model, grads)
-    metrics["grad_norm"] = optax.tree.norm(grads)
-    return nnx.state((model, optimizer)), metrics
+  train_step = make_train_step(graphdef, loss_fn, config, mesh, state_sharding)
 
   @functools.partial(jax.jit, donate_argnums=0, out_shardings=state_sharding)
   def refresh_step(state, inputs):
-    model, optimizer = nnx.merge(graphdef, state)
-    refresh.fn(model, inputs)
-    return nnx.state((model, optimizer))
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+      model, optimizer = nnx.merge(graphdef, state)
+      refresh.fn(model, inputs)
+      return nnx.state((model, optimizer))
 
   if refresh:
     refresh_inputs = jax.device_put(refresh.inputs, parallel.replicated(mesh))
@@ -138,8 +187,9 @@ def two_tower_loss(config: ml_collections.ConfigDict) -> LossFn:
 
   def loss_fn(model: TwoTower, batch: dict, key: jax.Array):
     keep = batch["warm"] & (jax.random.uniform(key, batch["warm"].shape) >= config.model.id_dropout)
-    users = model.embed_users(batch)
-    items = model.embed_items(batch, keep)
+    # float32 logits under bf16 compute; embeddings stay split over the batch axes
+    users = parallel.constrain_batch(model.embed_users(batch).astype(jnp.float32))
+    items = parallel.constrain_batch(model.embed_items(batch, keep).astype(jnp.float32))
     return losses.sampled_softmax(users, items, batch["item"], batch["log_q"],
                                   temperature=config.train.temperature,
                                   logq_weight=config.train.logq_weight)
@@ -155,15 +205,18 @@ class Trained:
   step: int
 
 
-def prepare(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
-            ) -> tuple[TwoTower, RecDataset, ItemTable]:
-  """The dataset (built on first use), its item table and a freshly initialised model."""
+def prepare(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
+            warm_start: bool = True) -> tuple[TwoTower, RecDataset, ItemTable]:
+  """The dataset (built on first use), its item table and a freshly initialised model,
+  its encoders warm-started as `config.model.warm_start` says (unless `warm_start=False`)."""
   data = sources.load(config.data, workdir)
-  vocab_size = Tokenizer.load(data.tokenizer_path).vocab_size
-  if vocab_size > config.data.vocab_size:
-    raise ValueError(f"the dataset's tokenizer has {vocab_size} tokens, more than "
-                     f"data.vocab_size={config.data.vocab_size}")
-  return create_model(config, data), data, sources.item_table(data, config.data)
+  sources.tokenizer(data, config.data)  # fails early when it outgrows data.vocab_size
+  model = create_model(config, data)
+  if warm_start and "warm_start" in config.model:
+    from mmrec import warm_start as warm_start_lib
+    warm_start_lib.warm_start(model, config.model.warm_start,
+                              sources.tokenizer_path(data, config.data))
+  return model, data, sources.item_table(data, config.data, with_images=config.model.use_image)
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
@@ -173,6 +226,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   if jax.process_index() == 0:
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
   model, data, items = prepare(config, workdir)
+  if jax.process_index() == 0:  # checkpoints come with the model's tokenizer
+    shutil.copyfile(sources.tokenizer_path(data, config.data), workdir / "tokenizer.json")
   mesh = parallel.make_mesh(config.mesh)
   local_batch = parallel.check_batch_size(config.train.batch_size, mesh)
   batches = training_batches(UserHistories(data.splits["train"], config.data.history_len), items,
@@ -187,7 +242,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
 def restore(workdir: str | pathlib.Path, config: ml_collections.ConfigDict) -> Trained:
   """The two-tower trained in `workdir` with `config`, at its latest checkpoint."""
   workdir = pathlib.Path(workdir)
-  model, data, items = prepare(config, workdir)
+  model, data, items = prepare(config, workdir, warm_start=False)
   optimizer = nnx.Optimizer(model, make_optimizer(config.train), wrt=nnx.Param)
   state = nnx.state((model, optimizer))
   ckpt = Checkpointer(workdir / "checkpoints", every=1, keep=config.train.keep_checkpoints)

@@ -54,3 +54,73 @@ def test_logq_correction_penalises_popular_negatives():
   corrected, _ = losses.sampled_softmax(user, item, ids, log_q, temperature=1.0)
   np.testing.assert_allclose(float(plain), np.log(b), rtol=1e-6)  # uniform logits: log B
   assert float(corrected) != pytest.approx(float(plain))
+
+
+def log_softmax_np(z):
+  m = z.max()
+  return z - (m + np.log(np.exp(z - m).sum()))
+
+
+def test_masked_token_cross_entropy_matches_reference():
+  rng = np.random.default_rng(1)
+  b, l, v = 3, 5, 7
+  logits = rng.normal(size=(b, l, v)).astype(np.float32)
+  targets = rng.integers(0, v, (b, l)).astype(np.int32)
+  weights = (rng.uniform(size=(b, l)) < 0.4).astype(np.float32)
+  weights[0, 0] = 1.0
+  total, count, correct = 0.0, 0.0, 0.0
+  for i in range(b):
+    for j in range(l):
+      if weights[i, j]:
+        total -= log_softmax_np(logits[i, j].astype(np.float64))[targets[i, j]]
+        count += 1
+        correct += logits[i, j].argmax() == targets[i, j]
+  loss, metrics = losses.masked_token_cross_entropy(jnp.asarray(logits), jnp.asarray(targets),
+                                                    jnp.asarray(weights))
+  np.testing.assert_allclose(float(loss), total / count, rtol=1e-5)
+  np.testing.assert_allclose(float(metrics["accuracy"]), correct / count, rtol=1e-6)
+
+
+def test_masked_token_cross_entropy_ignores_unmasked_positions():
+  logits = jnp.zeros((1, 3, 4)).at[0, 1].set(jnp.array([0.0, 0.0, 9.0, 0.0]))
+  targets = jnp.array([[0, 2, 1]])
+  loss, _ = losses.masked_token_cross_entropy(logits, targets, jnp.array([[1.0, 0.0, 1.0]]))
+  np.testing.assert_allclose(float(loss), np.log(4.0), rtol=1e-6)  # uniform rows only
+
+
+def test_nt_xent_matches_reference():
+  rng = np.random.default_rng(2)
+  b, d, tau = 4, 6, 0.3
+  v1 = rng.normal(size=(b, d)).astype(np.float32)
+  v2 = rng.normal(size=(b, d)).astype(np.float32)
+  z = np.concatenate([v1, v2]).astype(np.float64)
+  z /= np.linalg.norm(z, axis=1, keepdims=True)
+  total = 0.0
+  for i in range(2 * b):
+    partner = (i + b) % (2 * b)
+    others = [k for k in range(2 * b) if k != i]
+    sims = np.array([z[i] @ z[k] / tau for k in others])
+    total -= log_softmax_np(sims)[others.index(partner)]
+  loss, metrics = losses.nt_xent(jnp.asarray(v1), jnp.asarray(v2), temperature=tau)
+  np.testing.assert_allclose(float(loss), total / (2 * b), rtol=1e-5)
+  perfect, _ = losses.nt_xent(jnp.asarray(v1), jnp.asarray(v1), temperature=0.01)
+  assert float(perfect) < float(loss)  # identical views are the easiest case
+
+
+def test_sigmoid_contrastive_matches_reference():
+  rng = np.random.default_rng(3)
+  b, d = 5, 4
+  image = rng.normal(size=(b, d)).astype(np.float32)
+  text = rng.normal(size=(b, d)).astype(np.float32)
+  log_t, bias = np.log(10.0), -10.0
+  x = image / np.linalg.norm(image, axis=1, keepdims=True)
+  y = text / np.linalg.norm(text, axis=1, keepdims=True)
+  total = 0.0
+  for i in range(b):
+    for j in range(b):
+      label = 1.0 if i == j else -1.0
+      logit = np.exp(log_t) * float(x[i] @ y[j]) + bias
+      total += np.log1p(np.exp(-label * logit))  # -log sigmoid(label * logit)
+  loss, _ = losses.sigmoid_contrastive(jnp.asarray(image), jnp.asarray(text),
+                                       jnp.asarray(log_t, jnp.float32), jnp.asarray(bias))
+  np.testing.assert_allclose(float(loss), total / b, rtol=1e-5)

@@ -133,3 +133,103 @@ def _decodes(data: bytes) -> bool:
   except Exception:  # PIL raises many types (OSError, SyntaxError, ValueError, ...).
     return False
   return True
+
+
+# Interaction cleaning for imported data (run before `validate`; see docs/data.md).
+REPEAT_MODES = ("latest", "all")
+
+
+def exact_duplicates(user, item, timestamp) -> np.ndarray:
+  """Mask of rows repeating an earlier row's (user, item, timestamp); the first is kept."""
+  user, item, timestamp = map(np.asarray, (user, item, timestamp))
+  order = np.lexsort((timestamp, item, user))  # Stable: equal keys keep input order.
+  same = np.zeros(len(order), bool)
+  same[1:] = ((user[order][1:] == user[order][:-1]) & (item[order][1:] == item[order][:-1])
+              & (timestamp[order][1:] == timestamp[order][:-1]))
+  out = np.zeros(len(order), bool)
+  out[order[same]] = True
+  return out
+
+
+def earlier_repeats(user, item, timestamp) -> np.ndarray:
+  """Mask of rows with a later event of the same (user, item): all but the latest.
+
+  Latest = largest timestamp; on equal timestamps the later row.
+  """
+  user, item, timestamp = map(np.asarray, (user, item, timestamp))
+  order = np.lexsort((timestamp, item, user))
+  last = np.ones(len(order), bool)
+  last[:-1] = (user[order][1:] != user[order][:-1]) | (item[order][1:] != item[order][:-1])
+  out = np.zeros(len(order), bool)
+  out[order[~last]] = True
+  return out
+
+
+def k_core(user, item, user_k: int, item_k: int) -> tuple[np.ndarray, int]:
+  """(mask of rows in the k-core, rounds): every kept user has >= user_k kept rows and
+  every kept item >= item_k, removing rows until nothing changes (0 disables a side)."""
+  user, item = np.asarray(user, np.int64), np.asarray(item, np.int64)
+  keep = np.ones(len(user), bool)
+  rounds = 0
+  while True:
+    rounds += 1
+    users = np.bincount(user[keep], minlength=int(user.max(initial=-1)) + 1)
+    items = np.bincount(item[keep], minlength=int(item.max(initial=-1)) + 1)
+    new = keep & (users[user] >= user_k) & (items[item] >= item_k)
+    if new.sum() == keep.sum():
+      return keep, rounds
+    keep = new
+
+
+def clean_interactions(user, item, timestamp, rating, num_items: int, *, dedupe: str = "latest",
+                       rating_threshold: float = 0.0, user_core: int = 0,
+                       item_core: int = 0) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+  """The cleaning steps in order; returns (rows kept, items kept, per-step report).
+
+  Steps: exact duplicates (same user, item, timestamp; first kept); repeated
+  (user, item) events (`dedupe`: "latest" keeps the latest, "all" keeps all);
+  rating threshold (`rating_threshold` > 0 keeps rating >= it; needs ratings);
+  k-core (`user_core`, `item_core`; items outside the core leave the catalog
+  when `item_core` > 0, otherwise items without interactions stay, as cold items).
+  Each step reports users, items and interactions before and after it, and rows dropped.
+  """
+  if dedupe not in REPEAT_MODES:
+    raise ValueError(f"data.clean.dedupe={dedupe!r}; choose from {REPEAT_MODES}")
+  if rating_threshold > 0 and rating is None:
+    raise ValueError(f"data.clean.rating_threshold={rating_threshold} but the data has no ratings")
+  user, item, timestamp = map(np.asarray, (user, item, timestamp))
+  keep = np.ones(len(user), bool)
+  items_kept = np.ones(num_items, bool)
+  steps = []
+
+  def sizes():
+    return {"users": int(np.count_nonzero(np.bincount(user[keep]))),
+            "items": int(items_kept.sum()),
+            "items_with_interactions": int(np.count_nonzero(np.bincount(item[keep]))),
+            "interactions": int(keep.sum())}
+
+  def step(name, drop, **options):
+    before = sizes()
+    keep[np.flatnonzero(keep)[drop]] = False
+    steps.append({"step": name, **options, "before": before, "after": sizes(),
+                  "dropped": int(drop.sum())})
+
+  idx = lambda: np.flatnonzero(keep)
+  step("exact_duplicates", exact_duplicates(user[idx()], item[idx()], timestamp[idx()]))
+  i = idx()
+  repeats = earlier_repeats(user[i], item[i], timestamp[i]) if dedupe == "latest" else np.zeros(
+      len(i), bool)
+  step("repeated_events", repeats, mode=dedupe)
+  i = idx()
+  below = rating[i] < rating_threshold if rating_threshold > 0 else np.zeros(len(i), bool)
+  step("rating_threshold", below, threshold=float(rating_threshold))
+  i = idx()
+  core, rounds = k_core(user[i], item[i], user_core, item_core)
+  before = sizes()
+  keep[i[~core]] = False
+  if item_core > 0:
+    items_kept[:] = np.bincount(item[keep], minlength=num_items) >= item_core
+  steps.append({"step": "k_core", "user_core": int(user_core), "item_core": int(item_core),
+                "rounds": rounds, "before": before, "after": sizes(),
+                "dropped": int((~core).sum())})
+  return keep, items_kept, steps

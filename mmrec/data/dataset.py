@@ -34,7 +34,9 @@ def build_dataset(data_dir: str | pathlib.Path, name: str, catalog: Catalog,
                   interactions: Interactions, *, is_new: np.ndarray | None = None,
                   seed: int = 0, protocol: str = "leave_last_out", vocab_size: int = 4000,
                   num_users: int | None = None, extra_meta: dict[str, Any] | None = None,
-                  truth: dict[str, np.ndarray] | None = None) -> pathlib.Path:
+                  truth: dict[str, np.ndarray] | None = None,
+                  extra_files: dict[str, str] | None = None,
+                  split_options: dict[str, Any] | None = None) -> pathlib.Path:
   """Cleans, splits and writes a dataset to `data_dir/name`, replacing any earlier one.
 
   Args:
@@ -43,11 +45,14 @@ def build_dataset(data_dir: str | pathlib.Path, name: str, catalog: Catalog,
     catalog, interactions: the tables; see `mmrec.data.clean.validate` for
       what is dropped or repaired (the counts go to meta.json).
     is_new: bool `[N]`, items held out of training (default: none).
-    seed, protocol: the split (`mmrec.data.split.PROTOCOLS`).
+    seed, protocol, split_options: the split (`mmrec.data.split.PROTOCOLS`) and
+      its options (`mmrec.data.split.options_for`).
     vocab_size: the WordPiece vocabulary size.
     num_users: the number of users (default: largest user index + 1).
     extra_meta: more top-level meta.json entries (e.g. the shop's size).
     truth: arrays saved to truth.npz (numeric, no pickle).
+    extra_files: more text files for the directory, name -> content (e.g. the
+      importers' user_ids.json and report.json).
 
   Returns:
     The dataset directory.
@@ -67,10 +72,14 @@ def build_dataset(data_dir: str | pathlib.Path, name: str, catalog: Catalog,
   for k, v in truth.items():
     if v.dtype == object:
       raise ValueError(f"truth[{k!r}] has dtype object; truth.npz holds numeric arrays only")
-  splits, is_cold = split_lib.split(interactions, protocol, is_new, seed)
+  split_options = dict(split_options or {})
+  splits, is_cold = split_lib.split(interactions, protocol, is_new, seed, **split_options)
   tokenizer = Tokenizer.train(catalog.text(), vocab_size)
   meta = {
-      "name": name, "seed": int(seed), "protocol": protocol, "num_users": num_users,
+      "name": name, "seed": int(seed), "protocol": protocol,
+      "split_options": {k: list(v) if isinstance(v, tuple) else v
+                        for k, v in split_options.items()},
+      "num_users": num_users,
       "num_items": n,
       "attribute_values": {k: list(map(str, v)) for k, v in catalog.attribute_values.items()},
       "report": data_report(catalog, splits, is_new, is_cold, num_users, cleaning),
@@ -80,6 +89,13 @@ def build_dataset(data_dir: str | pathlib.Path, name: str, catalog: Catalog,
     raise ValueError(f"extra_meta may not set {clash}: build_dataset writes them")
   meta.update(extra_meta or {})
   meta_text = json.dumps(meta, indent=2) + "\n"  # Fails early if extra_meta is not JSON.
+  extra_files = dict(extra_files or {})
+  reserved = {TOKENIZER_FILE, META_FILE, TRUTH_FILE, builders.CATALOG_NAME,
+              builders.INTERACTIONS_NAME}
+  bad_files = [f for f in extra_files if f in reserved or not _NAME.match(f)]
+  if bad_files:
+    raise ValueError(f"extra_files {bad_files}: names must match {_NAME.pattern} and not be "
+                     f"one of {sorted(reserved)}")
 
   data_dir = pathlib.Path(data_dir)
   data_dir.mkdir(parents=True, exist_ok=True)
@@ -91,6 +107,8 @@ def build_dataset(data_dir: str | pathlib.Path, name: str, catalog: Catalog,
     tokenizer.save(tmp / TOKENIZER_FILE)
     if truth:
       np.savez(tmp / TRUTH_FILE, **truth)
+    for file_name, content in extra_files.items():
+      (tmp / file_name).write_text(content)
     (tmp / META_FILE).write_text(meta_text)
     return _replace(tmp, data_dir / name)
   finally:

@@ -79,7 +79,8 @@ def training_batches(histories: UserHistories, items: ItemTable, *, batch_size: 
 
   def make_batch(rows: np.ndarray) -> dict[str, np.ndarray]:
     history, mask = histories.before(rows)
-    return {"history": history, "history_mask": mask, **items.features(histories.rows.item[rows])}
+    return {"history": history, "history_mask": mask, **items.features(histories.rows.item[rows]),
+            "example": rows.astype(np.int32)}  # row in `histories`: which examples were read
 
   ds = grain.MapDataset.range(len(histories))[process_index::process_count]
   if len(ds) < batch_size:

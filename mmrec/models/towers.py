@@ -129,9 +129,10 @@ class TwoTower(nnx.Module):
     """Embeddings [N, D] of every item (ID path on warm items), `chunk` items at a time."""
     n = features["item"].shape[0]
     pad = -n % chunk
+    count = (n + pad) // chunk  # explicit: -1 cannot be inferred for zero-size arrays (no images)
     chunks = jax.tree.map(
-        lambda a: jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)).reshape(-1, chunk, *a.shape[1:]),
-        features)
+        lambda a: jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1))
+        .reshape(count, chunk, *a.shape[1:]), features)
     out = jax.lax.map(lambda b: self.embed_items(b, b["warm"]), chunks)
     return out.reshape(-1, out.shape[-1])[:n]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import math
 import os
 import pathlib
 import shutil
@@ -17,56 +16,13 @@ import uuid
 from typing import Any
 
 import numpy as np
-from scann.scann_ops.py import scann_ops_pybind
 
-# The bundle format is defined once, by its reader.
-from mmrec.serving.bundle import SUPPORTED_FORMAT_VERSIONS, file_sha256
+from mmrec.retrieval import tuning
+from mmrec.retrieval.tuning import SCANN_MODES, build_searcher, scann_params  # noqa: F401
+from mmrec.serving import tail
+from mmrec.serving.format import DISTANCE, FORMAT_VERSION, file_sha256
 
-FORMAT_VERSION = max(SUPPORTED_FORMAT_VERSIONS)
-DISTANCE = "dot_product"
-BRUTE_FORCE_MAX_ITEMS = 20_000
-NUM_NEIGHBORS = 100
-SCANN_MODES = ("auto", "brute_force", "tree_ah")
-AH_CLUSTERS_PER_BLOCK = 16  # ScaNN's default; AH training needs this many items
-
-
-def scann_params(num_items: int, dim: int, mode: str = "auto") -> dict[str, Any]:
-  """ScaNN build parameters: exact below 20,000 items, else tree + AH + reorder."""
-  if mode not in SCANN_MODES:
-    raise ValueError(f"scann_mode={mode!r} must be one of {SCANN_MODES}")
-  if mode == "brute_force" or (mode == "auto" and num_items < BRUTE_FORCE_MAX_ITEMS):
-    return {"mode": "brute_force", "num_neighbors": NUM_NEIGHBORS}
-  if num_items < AH_CLUSTERS_PER_BLOCK:
-    raise ValueError(
-        f"scann_mode='tree_ah' needs at least {AH_CLUSTERS_PER_BLOCK} items, got {num_items}")
-  num_leaves = max(1, round(math.sqrt(num_items)))
-  return {
-      "mode": "tree_ah",
-      "num_neighbors": NUM_NEIGHBORS,
-      "num_leaves": num_leaves,
-      "num_leaves_to_search": max(1, min(num_leaves, math.ceil(num_leaves / 10))),
-      "training_sample_size": min(num_items, 250_000),
-      "dimensions_per_block": 2 if dim > 1 else 1,
-      "anisotropic_quantization_threshold": 0.2,
-      "reorder": 4 * NUM_NEIGHBORS,
-  }
-
-
-def build_searcher(embeddings: np.ndarray, params: dict[str, Any]):
-  """A ScaNN searcher over `embeddings` (float32 [N, D]) built from `params`."""
-  builder = scann_ops_pybind.builder(embeddings, params["num_neighbors"], DISTANCE)
-  if params["mode"] == "brute_force":
-    return builder.score_brute_force().build()
-  return (
-      builder.tree(
-          num_leaves=params["num_leaves"],
-          num_leaves_to_search=params["num_leaves_to_search"],
-          training_sample_size=params["training_sample_size"])
-      .score_ah(
-          params["dimensions_per_block"],
-          anisotropic_quantization_threshold=params["anisotropic_quantization_threshold"])
-      .reorder(params["reorder"])
-      .build())
+USER_TOWER_FILE = "user_tower.jax_export"
 
 
 def export_bundle(
@@ -78,31 +34,71 @@ def export_bundle(
     model_info: dict[str, Any],
     metadata: dict[str, list] | None = None,
     scann_mode: str = "auto",
+    tuning_queries: np.ndarray | None = None,
+    tuning_query_source: str | None = None,
+    recall_target: float = tuning.RECALL_TARGET,
+    user_tower: tuple[bytes, dict[str, Any], dict[str, bytes]] | None = None,
 ) -> pathlib.Path:
-  """Writes a bundle to `out_dir`, replacing a previous bundle there.
+  """Writes a bundle (version 1) to `out_dir`, replacing a previous bundle there.
 
   Args:
     out_dir: bundle directory; if it exists it must be a bundle or empty.
     embeddings: float `[N, D]` item embeddings (stored as float32).
     item_ids: str `[N]` original item ids, unique.
     popularity: int `[N]` training interaction counts.
-    model_info: JSON-serializable description (model, checkpoint, config digest).
-    metadata: optional per-item lists (e.g. title, category), each of length N.
-    scann_mode: "auto", "brute_force" or "tree_ah" (see `scann_params`).
+    model_info: JSON-serializable description: model name, checkpoint_step,
+      config_digest, dataset.
+    metadata: optional per-item lists (e.g. title, category, image), each of length N.
+    scann_mode: "auto", "brute_force", "ah" or "tree_ah" (see `tuning.scann_params`).
+    tuning_queries: held-out queries `[Q, D]` for tuning (e.g. user-tower
+      outputs); default: perturbed items (`tuning.held_out_queries`).
+    recall_target: Recall@10 against exact search that tuning must reach.
+    user_tower: optional (serialized `jax.export` bytes, description, its other
+      files) for services with jaxlib (`mmrec.retrieval.user_tower`).
 
   Returns:
     The absolute bundle path.
   """
   out_dir = pathlib.Path(out_dir).absolute()
   embeddings, item_ids, popularity = _validate(embeddings, item_ids, popularity)
-  n, dim = embeddings.shape
-  metadata = _validate_metadata(metadata, n)
-  params = scann_params(n, dim, scann_mode)
+  metadata = _validate_metadata(metadata, len(embeddings))
   if not isinstance(model_info, dict):
     raise ValueError(f"export_bundle: model_info must be a dict, got {type(model_info).__name__}")
   _json("model_info", model_info)
   _check_replaceable(out_dir)
+  if tuning_queries is not None:
+    tuning_queries = np.asarray(tuning_queries, np.float32)
+    if tuning_queries.ndim != 2 or tuning_queries.shape[1] != embeddings.shape[1]:
+      raise ValueError(f"export_bundle: tuning_queries must be [Q, {embeddings.shape[1]}], "
+                       f"got {tuning_queries.shape}")
+  searcher, params, recall = tuning.configure(
+      embeddings, scann_mode, tuning_queries, recall_target, query_source=tuning_query_source)
+  params.update(mode_requested=scann_mode, built_num_items=len(embeddings), changed_since_build=0)
+  extra_files, extra = {}, {}
+  if user_tower is not None:
+    data, description, files = user_tower
+    extra_files[USER_TOWER_FILE] = bytes(data)
+    extra_files.update(files)
+    extra["user_tower"] = {"file": USER_TOWER_FILE, "format": "jax.export", **description}
+  now = _now()
+  return write_bundle(
+      out_dir, embeddings, item_ids, popularity, metadata, searcher,
+      {"version": 1, "created_at": now, "updated_at": now, "model": model_info,
+       "scann": params, "recall": recall,
+       "history": [{"version": 1, "action": "export", "at": now, "num_items": len(item_ids)}],
+       **extra},
+      extra_files)
 
+
+def write_bundle(out_dir: pathlib.Path, embeddings: np.ndarray, item_ids: np.ndarray,
+                 popularity: np.ndarray, metadata: dict[str, list] | None, searcher,
+                 fields: dict[str, Any], extra_files: dict[str, bytes]) -> pathlib.Path:
+  """Writes validated arrays, the searcher and the manifest atomically to `out_dir`.
+
+  `fields` supplies version, created_at, updated_at, model, scann, recall and
+  history (and optional user_tower); the rest of the manifest is derived here.
+  """
+  n, dim = embeddings.shape
   out_dir.parent.mkdir(parents=True, exist_ok=True)
   tmp = out_dir.with_name(f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
   try:
@@ -112,22 +108,17 @@ def export_bundle(
     np.save(tmp / "popularity.npy", popularity, allow_pickle=False)
     if metadata is not None:
       (tmp / "metadata.json").write_text(_json("metadata", metadata), encoding="utf-8")
+    for name, data in extra_files.items():
+      (tmp / name).write_bytes(data)
     (tmp / "scann").mkdir()
     # relative_path=True: the assets file names its files relative to the
     # searcher directory, so the bundle stays loadable after it is moved.
-    build_searcher(embeddings, params).serialize(str(tmp / "scann"), relative_path=True)
+    searcher.serialize(str(tmp / "scann"), relative_path=True)
     files = {p.relative_to(tmp).as_posix(): file_sha256(p)
              for p in sorted(tmp.rglob("*")) if p.is_file()}
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "model": model_info,
-        "dimension": dim,
-        "distance": DISTANCE,
-        "num_items": n,
-        "scann": params,
-        "files": files,
-    }
+    manifest = {"format_version": FORMAT_VERSION, **fields, "dimension": dim,
+                "distance": DISTANCE, "num_items": n,
+                "popularity": tail.head_cut(popularity), "files": files}
     (tmp / "manifest.json").write_text(_json("manifest", manifest), encoding="utf-8")
     _fsync_tree(tmp)
     _swap_into_place(tmp, out_dir)
@@ -135,6 +126,10 @@ def export_bundle(
     shutil.rmtree(tmp, ignore_errors=True)
     raise
   return out_dir
+
+
+def _now() -> str:
+  return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def _validate(embeddings, item_ids, popularity):

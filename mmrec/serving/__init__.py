@@ -1,5 +1,11 @@
-"""Serving: load and query index bundles with numpy and scann only (no jax)."""
+"""Serving: load and query index bundles with numpy and scann only (no jax).
 
-from mmrec.serving.bundle import Bundle, BundleError, UnknownItemError, load_bundle
+`mmrec.serving.tail` holds the tail-aware re-ranking as pure numpy functions.
+"""
 
-__all__ = ["Bundle", "BundleError", "UnknownItemError", "load_bundle"]
+from mmrec.serving.bundle import Bundle, UnknownItemError, load_bundle
+from mmrec.serving.format import FORMAT_VERSION, BundleError
+from mmrec.serving.tail import head_tail_split
+
+__all__ = ["Bundle", "BundleError", "FORMAT_VERSION", "UnknownItemError", "head_tail_split",
+           "load_bundle"]

@@ -1,5 +1,6 @@
 """Cleaning: each kind of bad input is counted and handled; good rows all arrive."""
 
+from collections import Counter
 import dataclasses
 import io
 
@@ -7,7 +8,8 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from mmrec.data.clean import DROP_REASONS, FIX_REASONS, format_report, validate
+from mmrec.data.clean import (DROP_REASONS, FIX_REASONS, clean_interactions, earlier_repeats,
+                              exact_duplicates, format_report, k_core, validate)
 from mmrec.data.schema import Catalog, Interactions
 
 
@@ -97,3 +99,80 @@ def test_structural_errors():
   bad_colour = {"colour": np.array([0, 1, 2, 0, 1], np.int32)}
   with pytest.raises(ValueError, match=r"attributes\['colour'\].*items \[2\]"):
     validate(dataclasses.replace(catalog, attributes=bad_colour), inter)
+
+
+# Interaction cleaning for imported data, against brute-force references.
+
+def _brute_force_core(rows, user_k, item_k):
+  """The largest subset of rows where every user has >= user_k and every item >= item_k rows
+  (the union of all valid subsets, found by trying every subset)."""
+  best = set()
+  for mask in range(1 << len(rows)):
+    subset = [i for i in range(len(rows)) if mask >> i & 1]
+    users = Counter(rows[i][0] for i in subset)
+    items = Counter(rows[i][1] for i in subset)
+    if all(users[rows[i][0]] >= user_k and items[rows[i][1]] >= item_k for i in subset):
+      best |= set(subset)
+  return best
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_k_core_matches_brute_force(seed):
+  rng = np.random.default_rng(seed)
+  m = 11
+  user, item = rng.integers(0, 4, m), rng.integers(0, 4, m)
+  user_k, item_k = int(rng.integers(0, 4)), int(rng.integers(0, 4))
+  keep, rounds = k_core(user, item, user_k, item_k)
+  expected = _brute_force_core(list(zip(user.tolist(), item.tolist())), user_k, item_k)
+  assert set(np.flatnonzero(keep).tolist()) == expected
+  assert rounds >= 1
+
+
+def test_duplicates_and_repeats_match_references():
+  rng = np.random.default_rng(0)
+  m = 400
+  user, item, ts = rng.integers(0, 6, m), rng.integers(0, 5, m), rng.integers(0, 8, m)
+  seen, expected_dup = set(), set()
+  for r, key in enumerate(zip(user.tolist(), item.tolist(), ts.tolist())):
+    if key in seen:
+      expected_dup.add(r)
+    seen.add(key)
+  assert set(np.flatnonzero(exact_duplicates(user, item, ts)).tolist()) == expected_dup
+  latest = {}
+  for r, (u, i, t) in enumerate(zip(user.tolist(), item.tolist(), ts.tolist())):
+    if (u, i) not in latest or t >= ts[latest[(u, i)]]:
+      latest[(u, i)] = r
+  expected_repeat = set(range(m)) - set(latest.values())
+  assert set(np.flatnonzero(earlier_repeats(user, item, ts)).tolist()) == expected_repeat
+
+
+def test_clean_interactions_steps_and_report():
+  # user, item, timestamp, rating; 4 items in the catalog (item 3 has no interaction).
+  rows = [(0, 0, 1, 5.0), (0, 0, 1, 5.0),  # exact duplicate
+          (0, 1, 2, 2.0), (0, 1, 9, 4.0),  # repeated: the later (rating 4) is kept
+          (1, 0, 3, 4.0), (1, 1, 4, 1.0),  # below the threshold 3
+          (2, 2, 5, 5.0),                  # user 2 and item 2: 1 interaction, out of the 2-core
+          (1, 2, 6, 3.0), (2, 0, 7, 4.0)]
+  user, item, ts, rating = (np.array(c) for c in zip(*rows))
+  keep, items_kept, steps = clean_interactions(user, item, ts, rating, 4, dedupe="latest",
+                                               rating_threshold=3, user_core=2, item_core=2)
+  # After dedupe + threshold: (0,0,1) (0,1,9) (1,0,3) (2,2,5) (1,2,6) (2,0,7); the 2-core
+  # drops user 0's item 1 (only interaction of item 1) -> user 0 has 1 -> dropped, and so on.
+  expected = _brute_force_core([rows[i][:2] for i in (0, 3, 4, 6, 7, 8)], 2, 2)
+  kept_rows = {(0, 3, 4, 6, 7, 8)[i] for i in expected}
+  assert set(np.flatnonzero(keep).tolist()) == kept_rows
+  assert [s["step"] for s in steps] == ["exact_duplicates", "repeated_events",
+                                        "rating_threshold", "k_core"]
+  assert [s["dropped"] for s in steps] == [1, 1, 1, 6 - len(kept_rows)]
+  assert steps[0]["before"] == {"users": 3, "items": 4, "items_with_interactions": 3,
+                                "interactions": 9}
+  assert steps[-1]["after"]["interactions"] == len(kept_rows)
+  counts = np.bincount(item[keep], minlength=4)
+  np.testing.assert_array_equal(items_kept, counts >= 2)
+  # "all" keeps repeated events; no ratings + a threshold is a clear error.
+  keep_all, _, _ = clean_interactions(user, item, ts, rating, 4, dedupe="all")
+  assert keep_all.sum() == 8
+  with pytest.raises(ValueError, match="no ratings"):
+    clean_interactions(user, item, ts, None, 4, rating_threshold=3)
+  with pytest.raises(ValueError, match="dedupe='first'"):
+    clean_interactions(user, item, ts, rating, 4, dedupe="first")

@@ -60,7 +60,7 @@ def test_batches_are_deterministic_and_cover_an_epoch():
   batch = ds[3]
   assert {k: v.shape for k, v in batch.items()} == {
       "history": (8, 3), "history_mask": (8, 3), "item": (8,), "tokens": (8, 4),
-      "image": (8, 2, 2, 3), "warm": (8,), "log_q": (8,)}
+      "image": (8, 2, 2, 3), "warm": (8,), "log_q": (8,), "example": (8,)}
   assert batch["history"].dtype == np.int32 and batch["image"].dtype == np.uint8
   assert batch["tokens"].dtype == np.int32 and batch["log_q"].dtype == np.float32
   np.testing.assert_array_equal(batch["tokens"], table.tokens[batch["item"]])
@@ -72,6 +72,9 @@ def test_batches_are_deterministic_and_cover_an_epoch():
   # One epoch (10 batches of 8 = 80 rows) visits every interaction exactly once.
   epoch = np.sort(np.concatenate([ds[s]["item"] for s in range(10)]))
   np.testing.assert_array_equal(epoch, np.sort(inter.item))
+  rows = np.concatenate([ds[s]["example"] for s in range(10)])  # each row of `hist` once
+  np.testing.assert_array_equal(np.sort(rows), np.arange(len(hist)))
+  np.testing.assert_array_equal(hist.rows.item[rows], np.concatenate([ds[s]["item"] for s in range(10)]))
   assert not all((ds[s]["item"] == ds[s + 10]["item"]).all() for s in range(10))  # reshuffled
 
 

@@ -1,4 +1,4 @@
-"""WordPiece tokenizer: training, save/load, encode/decode."""
+"""WordPiece tokenizer: training, save/load, encode/decode, loading a pretrained one."""
 
 import json
 import subprocess
@@ -10,7 +10,7 @@ import pytest
 import tokenizers
 from tokenizers import models, normalizers, pre_tokenizers
 
-from mmrec.data.tokenizer import SPECIAL_TOKENS, Tokenizer
+from mmrec.data.tokenizer import SPECIAL_TOKENS, Tokenizer, minilm_path
 
 _WORDS = ["Red", "blue", "cotton", "SHIRT", "dress", "linen", "soft", "Café", "striped",
           "jacket", "wool", "ÉTÉ", "２０２４", "jackets", "shirts", "reddish", "naïve"]
@@ -96,3 +96,24 @@ def test_bad_files(tmp_path):
   (tmp_path / "pad.json").write_text(json.dumps(config))
   with pytest.raises(ValueError, match=r"pad.json: \[PAD\] must have id 0"):
     Tokenizer.load(tmp_path / "pad.json")
+
+
+def test_minilm_tokenizer_roundtrip():
+  """A tokenizer.json from elsewhere: MiniLM's ids differ from ours and it ends with [SEP]."""
+  tok = Tokenizer.load("minilm")
+  assert (tok.pad_id, tok.unk_id, tok.cls_id, tok.sep_id, tok.mask_id) == (0, 100, 101, 102, 103)
+  assert tok.vocab_size == 30522
+  assert (tok.prefix_ids, tok.suffix_ids) == ([101], [102])
+  texts = ["A red cotton shirt with long sleeves.", "Striped linen dress, soft!", ""]
+  reference = tokenizers.Tokenizer.from_file(str(minilm_path() / "tokenizer.json"))
+  ids = tok.encode(texts, max_len=16)
+  for row, text in zip(ids, texts):
+    expected = reference.encode(text).ids  # its own template: [CLS] ... [SEP], padded to 128
+    expected = expected[:expected.index(102) + 1]
+    assert row.tolist() == expected + [0] * (16 - len(expected))
+  assert tok.decode(ids) == [t.lower() for t in texts]
+  short = tok.encode(["a red cotton shirt with long sleeves"], max_len=5)[0].tolist()
+  assert short[0] == 101 and short[-1] == 102 and tok.decode(short) == "a red cotton"
+  with pytest.raises(ValueError, match="at least 2"):
+    tok.encode(["wool"], max_len=1)
+  assert Tokenizer.load(minilm_path()).tokenizer.to_str() == tok.tokenizer.to_str()  # a directory

@@ -58,3 +58,27 @@ def test_seen_items_are_masked(data):
   zeros = eval_lib.evaluate(lambda u: np.zeros((len(u), data.num_items), np.float32), data,
                             split="test", ks=(10,))
   assert m == zeros
+
+
+def test_rerank_picks_the_lists(data):
+  """A re-ranker that reverses popularity among unseen items gets the direct recall."""
+  counts = data.train_counts()
+  pop = eval_lib.popularity_scorer(data)
+  plain_topk = lambda scores, k: np.argsort(-scores, axis=1, kind="stable")[:, :k]
+  assert eval_lib.evaluate(pop, data, ks=(20,), rerank=plain_topk) == eval_lib.evaluate(
+      pop, data, ks=(20,))
+
+  def least_popular(scores, k):
+    assert np.isneginf(scores).any()  # seen items arrive masked
+    return np.argsort(np.where(np.isfinite(scores), counts, np.inf), axis=1, kind="stable")[:, :k]
+
+  m = eval_lib.evaluate(pop, data, ks=(20,), rerank=least_popular)
+  order = sorted(range(data.num_items), key=lambda i: (counts[i], i))
+  recalls = []
+  for u in range(data.num_users):
+    rows = lambda s: set(data.splits[s].item[data.splits[s].user == u].tolist())
+    if not (target := rows("test")):
+      continue
+    seen = rows("train") | rows("valid")
+    recalls.append(len(target & set([i for i in order if i not in seen][:20])) / len(target))
+  assert m["recall@20"] == pytest.approx(np.mean(recalls))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mmrec.retrieval import export
-from mmrec.serving import load_bundle
+from mmrec.serving import load_bundle, tail
 
 
 def _catalog(n=300, d=8, seed=0):
@@ -27,11 +27,12 @@ def _export(path, n=300, d=8, seed=0, **kwargs):
 
 
 def test_scann_params_choose_by_size():
-  assert export.scann_params(19_999, 64) == {"mode": "brute_force", "num_neighbors": 100}
-  p = export.scann_params(40_000, 64)
-  assert p["mode"] == "tree_ah" and p["num_leaves"] == 200 and p["num_leaves_to_search"] == 20
+  assert export.scann_params(19_999, 64) == {"mode": "brute_force", "num_neighbors": 10}
+  assert export.scann_params(50_000, 64)["mode"] == "ah"
+  p = export.scann_params(250_000, 64)
+  assert p["mode"] == "tree_ah" and p["num_leaves"] == 500 and p["num_leaves_to_search"] == 50
   assert p["reorder"] >= p["num_neighbors"]
-  assert export.scann_params(40_000, 64, "brute_force")["mode"] == "brute_force"
+  assert export.scann_params(400_000, 64, "brute_force")["mode"] == "brute_force"
   assert export.scann_params(500, 16, "tree_ah")["num_leaves"] == 22
   with pytest.raises(ValueError, match="scann_mode='fast'"):
     export.scann_params(10, 4, "fast")
@@ -46,13 +47,20 @@ def test_export_layout_and_manifest(tmp_path):
                              model_info={"name": "m", "step": 7}, metadata=meta)
   assert out == (tmp_path / "b").absolute()
   manifest = json.loads((out / "manifest.json").read_text())
-  assert manifest["format_version"] == 1
+  assert manifest["format_version"] == 2 and manifest["version"] == 1
+  assert manifest["updated_at"] == manifest["created_at"]
+  assert manifest["history"] == [{"version": 1, "action": "export", "at": manifest["created_at"],
+                                  "num_items": 300}]
   created = datetime.datetime.fromisoformat(manifest["created_at"])
   assert created.utcoffset() == datetime.timedelta(0)
   assert manifest["model"] == {"name": "m", "step": 7}
   assert (manifest["num_items"], manifest["dimension"]) == (300, 8)
   assert manifest["distance"] == "dot_product"
-  assert manifest["scann"] == export.scann_params(300, 8)
+  assert manifest["scann"] == {**export.scann_params(300, 8), "mode_requested": "auto",
+                               "built_num_items": 300, "changed_since_build": 0}
+  assert manifest["recall"]["recall_at_10"] == 1.0 and manifest["recall"]["target_met"]
+  assert manifest["recall"]["queries"] == "perturbed_items"
+  assert manifest["popularity"] == tail.head_cut(pop)
   on_disk = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
   assert sorted(manifest["files"]) == [f for f in on_disk if f != "manifest.json"]
   assert {"embeddings.npy", "item_ids.npy", "popularity.npy", "metadata.json",
@@ -76,20 +84,36 @@ def test_bundle_still_loads_after_move(tmp_path):
   assert ids.shape == (3, 5)
 
 
-def test_tree_ah_recall_against_brute_force(tmp_path):
+@pytest.mark.parametrize("mode", ["ah", "tree_ah"])
+def test_tuned_recall_against_brute_force(tmp_path, mode):
   rng = np.random.default_rng(0)
   centers = rng.normal(size=(200, 32))
   items = centers[rng.integers(0, 200, 30_000)] + 0.5 * rng.normal(size=(30_000, 32))
+  items /= np.linalg.norm(items, axis=1, keepdims=True)
   ids = np.array([str(i) for i in range(30_000)])
   export.export_bundle(tmp_path / "b", items.astype(np.float32), ids,
-                       np.zeros(30_000, np.int64), model_info={})
+                       np.zeros(30_000, np.int64), model_info={}, scann_mode=mode)
   bundle = load_bundle(tmp_path / "b")
-  assert bundle.manifest["scann"]["mode"] == "tree_ah"
-  queries = (centers[rng.integers(0, 200, 200)] + 0.5 * rng.normal(size=(200, 32)))
+  scann, recall = bundle.manifest["scann"], bundle.manifest["recall"]
+  assert scann["mode"] == mode and recall["recall_at_10"] >= 0.95 and recall["target_met"]
+  if mode == "tree_ah":
+    assert scann["num_leaves"] == 173 and 1 <= scann["num_leaves_to_search"] <= 173
+  # Fresh queries from the same mixture, not the tuning queries.
+  queries = (centers[rng.integers(0, 200, 300)] + 0.5 * rng.normal(size=(300, 32)))
   approx, _ = bundle.search(queries.astype(np.float32), 10)
   exact, _ = bundle.search(queries.astype(np.float32), 10, exact=True)
-  recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact)])
-  assert recall >= 0.9
+  assert np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact)]) >= 0.9
+
+
+def test_tuning_queries_are_recorded(tmp_path):
+  emb, ids, pop = _catalog()
+  queries = np.random.default_rng(1).normal(size=(50, 8))
+  out = export.export_bundle(tmp_path / "b", emb, ids, pop, model_info={},
+                             tuning_queries=queries, tuning_query_source="user_tower")
+  recall = load_bundle(out).manifest["recall"]
+  assert recall["queries"] == "user_tower" and recall["num_queries"] == 50
+  with pytest.raises(ValueError, match=r"tuning_queries must be \[Q, 8\]"):
+    export.export_bundle(tmp_path / "c", emb, ids, pop, model_info={}, tuning_queries=queries[:, :3])
 
 
 def test_replace_swaps_bundle_and_leaves_no_temp_dirs(tmp_path):
@@ -106,7 +130,7 @@ def test_failed_export_keeps_previous_bundle(tmp_path, monkeypatch):
   def broken(*args):
     raise RuntimeError("searcher build interrupted")
 
-  monkeypatch.setattr(export, "build_searcher", broken)
+  monkeypatch.setattr(export.tuning, "build_searcher", broken)
   with pytest.raises(RuntimeError, match="interrupted"):
     _export(tmp_path / "b", seed=2)
   with pytest.raises(RuntimeError, match="interrupted"):

@@ -1,5 +1,7 @@
 """Bundle loading, validation and queries against a numpy brute-force reference."""
 
+import math
+
 import hashlib
 import json
 import shutil
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 
 from mmrec.retrieval import export
-from mmrec.serving import BundleError, UnknownItemError, load_bundle
+from mmrec.serving import BundleError, UnknownItemError, head_tail_split, load_bundle
 
 N, D = 500, 16
 
@@ -21,9 +23,11 @@ def bundle_dir(tmp_path_factory):
   rng = np.random.default_rng(0)
   emb = rng.normal(size=(N, D)).astype(np.float32)
   ids = np.array([f"item-{i}" for i in range(N)])
-  meta = {"title": [f"Title {i}" for i in range(N)]}
+  meta = {"title": [f"Title {i}" for i in range(N)],
+          "category": [("dress", "shoe", "bag")[i % 3] for i in range(N)]}
+  popularity = (rng.pareto(1.0, N) * 5).astype(np.int64)
   return export.export_bundle(
-      tmp_path_factory.mktemp("bundles") / "b", emb, ids, rng.integers(0, 9, N),
+      tmp_path_factory.mktemp("bundles") / "b", emb, ids, popularity,
       model_info={"name": "test"}, metadata=meta)
 
 
@@ -47,6 +51,14 @@ def test_search_matches_brute_force(bundle, exact):
     rows, want = _brute_force(bundle.embeddings, q, 20)
     np.testing.assert_array_equal(got_ids, bundle.item_ids[rows])
     np.testing.assert_allclose(got_scores, want, rtol=1e-5, atol=1e-5)
+
+
+def test_large_batches_use_scann_threads_and_agree(bundle):
+  queries = np.random.default_rng(8).normal(size=(150, D)).astype(np.float32)
+  ids, scores = bundle.search(queries, 10)  # >= 64 queries: search_batched_parallel
+  exact_ids, exact_scores = bundle.search(queries, 10, exact=True)
+  np.testing.assert_array_equal(ids, exact_ids)
+  np.testing.assert_allclose(scores, exact_scores, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("exact", [False, True])
@@ -92,6 +104,76 @@ def test_search_by_history_pools_normalised_mean(bundle):
     bundle.search_by_history([], 3)
 
 
+def _reference(bundle, query, k, exclude=(), restrict=None, beta=0.0, lam=0.0):
+  """Plain Python: score all, drop excluded / not allowed, best F, calibrate, smooth xQuAD."""
+  scores = (bundle.embeddings @ query).tolist()
+  allowed = [i for i in range(N) if bundle.item_ids[i] not in set(exclude)
+             and (restrict is None or bundle.item_ids[i] in set(restrict))]
+  f = k if beta == 0 and lam == 0 else max(10 * k, 100)
+  pool = sorted(allowed, key=lambda i: (-scores[i], i))[:f]
+  pop = bundle.popularity
+  head = {i for i in range(N) if bundle.is_head[i]}
+  cal = {i: scores[i] - beta * math.log(pop[i] + 1) for i in pool}
+  if lam == 0:
+    return [bundle.item_ids[i] for i in sorted(pool, key=lambda i: (-cal[i], pool.index(i)))[:k]]
+  lo, hi = min(cal.values()), max(cal.values())
+  chosen = []
+  while pool and len(chosen) < k:
+    def gain(i):
+      same = sum((j in head) == (i in head) for j in chosen)
+      cover = 1.0 if not chosen else 1 - same / len(chosen)
+      return (1 - lam) * (cal[i] - lo) / (hi - lo) + lam * 0.5 * cover
+    best = max(pool, key=lambda i: (gain(i), -pool.index(i)))
+    chosen.append(best)
+    pool.remove(best)
+  return [bundle.item_ids[i] for i in chosen]
+
+
+@pytest.mark.parametrize("exact", [False, True])
+@pytest.mark.parametrize("beta, lam", [(0.0, 0.0), (0.3, 0.0), (0.0, 0.5), (0.5, 0.8)])
+def test_options_match_reference(bundle, exact, beta, lam):
+  rng = np.random.default_rng(5)
+  queries = rng.normal(size=(4, D)).astype(np.float32)
+  top, _ = bundle.search(queries, 5, exact=True)
+  exclude = [list(top[0, :3]), [], ["no-such-item"], list(bundle.item_ids[:300])]
+  for restrict in (None, list(bundle.ids_where(category="shoe")), list(bundle.item_ids[:450])):
+    ids, scores = bundle.search(queries, 15, exclude=exclude, restrict=restrict, beta=beta,
+                                tail_balance=lam, exact=exact)
+    for r, q in enumerate(queries):
+      want = _reference(bundle, q, 15, exclude[r], restrict, beta, lam)
+      assert ids[r].tolist() == want, (r, restrict is None)
+      rows = bundle.index_of(want)
+      np.testing.assert_allclose(
+          scores[r], bundle.embeddings[rows] @ q - beta * np.log1p(bundle.popularity[rows]),
+          rtol=1e-4, atol=1e-4)
+
+
+def test_restrict_per_query_and_ids_where(bundle):
+  shoes = bundle.ids_where(category="shoe")
+  assert len(shoes) == len(range(1, N, 3)) and all(bundle.metadata["category"][bundle.index_of(i)]
+                                                   == "shoe" for i in shoes)
+  assert len(bundle.ids_where(category=["shoe", "bag"])) == len(shoes) + N // 3
+  queries = bundle.embeddings[:2]
+  ids, _ = bundle.search(queries, 4, restrict=[list(shoes), ["item-0", "item-3"]])
+  assert set(ids[0]) <= set(shoes)
+  assert sorted(ids[1][:2]) == ["item-0", "item-3"] and list(ids[1][2:]) == ["", ""]
+  with pytest.raises(ValueError, match="no field 'colour'"):
+    bundle.ids_where(colour="red")
+  with pytest.raises(ValueError, match="restrict must hold one list of ids per query"):
+    bundle.search(queries, 4, restrict=[["item-1"]])
+
+
+def test_similar_and_history_take_options(bundle):
+  ids, _ = bundle.similar("item-4", 5, restrict=list(bundle.ids_where(category="bag")),
+                          exclude=["item-7"])
+  assert all(bundle.metadata["category"][bundle.index_of(i)] == "bag" for i in ids)
+  assert "item-4" not in ids and "item-7" not in ids
+  query = bundle.embeddings[[1, 2]].mean(axis=0)
+  query /= np.linalg.norm(query)
+  ids, _ = bundle.search_by_history(["item-1", "item-2"], 6, beta=0.4, tail_balance=0.5)
+  assert ids.tolist() == _reference(bundle, query, 6, ["item-1", "item-2"], None, 0.4, 0.5)
+
+
 def test_index_of_and_unknown_ids(bundle):
   assert bundle.index_of("item-9") == 9
   np.testing.assert_array_equal(bundle.index_of(["item-3", "item-0"]), [3, 0])
@@ -107,11 +189,18 @@ def test_attributes_and_metadata(bundle):
   assert bundle.popularity.dtype == np.int64 and bundle.popularity.shape == (N,)
   assert bundle.metadata["title"][5] == "Title 5"
   assert bundle.manifest["model"] == {"name": "test"}
+  assert bundle.version == 1 and bundle.manifest["format_version"] == 2
+  np.testing.assert_array_equal(bundle.is_head, head_tail_split(bundle.popularity))
+  assert bundle.manifest["popularity"]["num_head_items"] == bundle.is_head.sum()
 
 
 def test_bad_queries_are_refused(bundle):
   with pytest.raises(ValueError, match=r"queries must be \[Q, 16\]"):
     bundle.search(np.zeros((2, 3), np.float32), 5)
+  with pytest.raises(ValueError, match="beta=-0.5"):
+    bundle.search(np.zeros((1, D), np.float32), 5, beta=-0.5)
+  with pytest.raises(ValueError, match="tail_balance=2"):
+    bundle.similar("item-1", 5, tail_balance=2)
   with pytest.raises(ValueError, match="k=501"):
     bundle.search(np.zeros((1, D), np.float32), 501)
   with pytest.raises(ValueError, match="NaN"):
@@ -150,17 +239,37 @@ def _planted_pickle(path):
   (path / "scann" / "scann_docids.pkl").write_bytes(b"\x80\x04N.")
 
 
+def _popularity_edit(path):
+  pop = np.load(path / "popularity.npy")
+  pop[np.argmax(pop)] += 1000  # valid file, but the head/tail cut no longer matches
+  np.save(path / "popularity.npy", pop)
+  _rehash(path, "popularity.npy")
+
+
+def _drop_field(name):
+  def edit(path):
+    manifest = json.loads((path / "manifest.json").read_text())
+    del manifest[name]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+  return edit
+
+
 @pytest.mark.parametrize("corrupt, message", [
     (lambda p: (p / "item_ids.npy").unlink(), r"item_ids.npy: missing \(listed"),
     (lambda p: (p / "scann" / "dataset.npy").unlink(), r"scann/dataset.npy: missing"),
     (lambda p: (p / "manifest.json").unlink(), r"manifest.json: missing"),
     (_flip_byte, r"embeddings.npy: SHA-256 does not match"),
     (_edit_manifest(dimension=8), r"embeddings.npy: shape \(500, 16\) disagrees .*dimension=8"),
-    (_edit_manifest(format_version=2), r"format_version 2 is not supported"),
+    (_edit_manifest(num_items=499), r"shape \(500, 16\) disagrees .*num_items=499"),
+    (_edit_manifest(format_version=3), r"format_version 3 is not supported"),
+    (_edit_manifest(format_version=1), r"format_version 1 is no longer read; re-export"),
     (_edit_manifest(num_items="500"), r"field 'num_items' must be a int"),
+    (_drop_field("version"), r"field 'version' must be a int, got None"),
     (_edit_manifest(distance="cosine"), r"distance 'cosine' is not supported"),
-    (lambda p: (p / "manifest.json").write_text('{"format_version": 1,'), r"malformed JSON"),
+    (_edit_manifest(scann={"mode": "lsh"}), r"scann.mode 'lsh' must be one of"),
+    (lambda p: (p / "manifest.json").write_text('{"format_version": 2,'), r"malformed JSON"),
     (_int32_popularity, r"popularity.npy: dtype int32, expected int64"),
+    (_popularity_edit, r"popularity.npy: head/tail cut .* disagrees with manifest.json"),
     (_planted_pickle, r"scann_docids.pkl: not listed in manifest.json"),
 ])
 def test_corrupt_bundles_are_refused(bundle_dir, tmp_path, corrupt, message):
@@ -190,8 +299,10 @@ _JAX_FREE_CONSUMER = textwrap.dedent("""
     sys.meta_path.insert(0, Block())
     import mmrec.serving
     bundle = mmrec.serving.load_bundle(sys.argv[1])
-    ids, scores = bundle.search(bundle.embeddings[:2], 3)
+    ids, scores = bundle.search(bundle.embeddings[:2], 3, beta=0.5, tail_balance=0.5,
+                                restrict=list(bundle.ids_where(category="dress")))
     similar, _ = bundle.similar("item-0", 3)
+    import mmrec.serving.tail
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
     assert not loaded, loaded
     print(ids[0][0], len(similar))
@@ -202,4 +313,4 @@ def test_serving_needs_no_jax(bundle_dir):
   done = subprocess.run([sys.executable, "-c", _JAX_FREE_CONSUMER, str(bundle_dir)],
                         capture_output=True, text=True, timeout=120)
   assert done.returncode == 0, done.stderr
-  assert done.stdout.split() == ["item-0", "3"]
+  assert done.stdout.split()[1] == "3" and done.stdout.split()[0].startswith("item-")

@@ -1,0 +1,156 @@
+"""Ahead-of-time compilation of the real train step for a TPU topology, on a CPU machine.
+
+`mmrec compile --config tpu_configs/v5e_16.py` builds the model abstractly
+(`nnx.eval_shape`, no dataset, no weights), shards its state over a mesh of
+the topology's compile-only TPU devices (libtpu's topology description) and
+lowers and compiles `mmrec.train_step.make_train_step`, the function `fit`
+runs. It reports XLA's per-chip memory (arguments + outputs - aliased + temps)
+against the chip's HBM, FLOPs per step, the step time and the implied MFU.
+
+Step time: XLA's TPU cost model (`cost_analysis()["optimal_seconds"]`) when
+it gives one, else the roofline max(FLOPs / peak, bytes accessed / HBM
+bandwidth); XLA counts a loop body once, so both are scaled by the number of
+gradient-accumulation micro-batches. MFU = FLOPs per chip / (step time x peak FLOP/s) with XLA's
+FLOPs count of the whole step (forward, backward, optimizer), so it is an
+upper bound that ignores input and host overheads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from mmrec import parallel
+from mmrec.train_step import make_train_step
+
+GIB = 2 ** 30
+
+
+def topology_devices(tpu: ml_collections.ConfigDict) -> list:
+  """Compile-only TPU devices of `tpu.topology` (e.g. "v5e:4x4") and `tpu.num_slices`."""
+  os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")  # other processes may hold libtpu
+  from jax.experimental import topologies
+  kwargs = dict(tpu.get("topology_kwargs", {}) or {})
+  if tpu.get("num_slices", 1) > 1:
+    kwargs["num_slices"] = tpu.num_slices
+  try:
+    desc = topologies.get_topology_desc(topology_name=tpu.topology, platform="tpu", **kwargs)
+  except RuntimeError as e:
+    raise RuntimeError(f"tpu.topology={tpu.topology!r}: no TPU topology description "
+                       f"(is libtpu installed? pip install -e '.[tpu]'): {e}") from e
+  return list(desc.devices)
+
+
+def abstract_batch(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> dict:
+  """ShapeDtypeStructs of one global training batch (the keys of pipeline.training_batches)."""
+  b, d = config.train.batch_size, config.data
+  shapes = {
+      "history": ((b, d.history_len), jnp.int32), "history_mask": ((b, d.history_len), jnp.bool_),
+      "item": ((b,), jnp.int32), "tokens": ((b, d.max_text_len), jnp.int32),
+      "image": ((b, d.image_size, d.image_size, 3), jnp.uint8), "warm": ((b,), jnp.bool_),
+      "log_q": ((b,), jnp.float32), "example": ((b,), jnp.int32),
+  }
+  sharding = parallel.batch_sharding(mesh)
+  return {k: jax.ShapeDtypeStruct(s, t, sharding=sharding) for k, (s, t) in shapes.items()}
+
+
+def abstract_state(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
+  """(graphdef, state of ShapeDtypeStructs, its shardings, parameter count): two-tower + optimizer."""
+  from mmrec.models.towers import TwoTower
+  from mmrec.train import make_optimizer
+
+  def create():
+    model = TwoTower(config.model, num_items=config.compile.num_items,
+                     vocab_size=config.data.vocab_size, max_text_len=config.data.max_text_len,
+                     history_len=config.data.history_len, rngs=nnx.Rngs(config.seed))
+    return model, nnx.Optimizer(model, make_optimizer(config.train), wrt=nnx.Param)
+
+  model, optimizer = nnx.eval_shape(create)
+  num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+  graphdef, state = nnx.split((model, optimizer))
+  shardings = parallel.state_shardings(state, mesh, config.get("sharding"))
+  state = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+                       state, shardings)
+  return graphdef, state, shardings, num_params
+
+
+@dataclasses.dataclass
+class Report:
+  name: str
+  topology: str
+  chips: int
+  mesh: dict
+  batch_size: int
+  params: int
+  memory_gib: float  # per chip
+  hbm_gib: float
+  flops: float  # per chip per step
+  step_seconds: float
+  step_method: str
+  mfu: float
+
+  def lines(self) -> list[str]:
+    fits = "fits" if self.memory_gib <= self.hbm_gib else "DOES NOT FIT"
+    return [f"{self.name}: {self.topology}, {self.chips} chips, mesh {self.mesh}, "
+            f"global batch {self.batch_size}, {self.params / 1e6:.1f}M parameters",
+            f"  memory per chip: {self.memory_gib:.2f} GiB of {self.hbm_gib} GiB HBM ({fits})",
+            f"  FLOPs per chip per step: {self.flops:.3e}",
+            f"  step time: {self.step_seconds * 1e3:.2f} ms ({self.step_method}); "
+            f"{self.batch_size / self.step_seconds:,.0f} examples/s",
+            f"  implied MFU: {self.mfu:.1%}"]
+
+
+def compile_train_step(config: ml_collections.ConfigDict, name: str = ""):
+  """Lower and compile the train step for `config.tpu`; (compiled executable, Report)."""
+  from mmrec.train import two_tower_loss
+  tpu = config.tpu
+  devices = topology_devices(tpu)
+  mesh = parallel.make_mesh(config.mesh, devices)
+  graphdef, state, shardings, params = abstract_state(config, mesh)
+  batch = abstract_batch(config, mesh)
+  parallel.check_batch_size(config.train.batch_size, mesh)
+  key = jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=parallel.replicated(mesh))
+  step = make_train_step(graphdef, two_tower_loss(config), config, mesh, shardings)
+  compiled = step.trace(state, batch, key).lower().compile()
+
+  mem = compiled.memory_analysis()
+  per_chip = (mem.argument_size_in_bytes + mem.output_size_in_bytes - mem.alias_size_in_bytes
+              + mem.temp_size_in_bytes)
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  # XLA counts a loop body once: with k accumulation micro-batches (a lax.scan) the forward
+  # and backward run k times per step, so scale by k (overcounts the optimizer update, small).
+  k = int(config.train.get("grad_accum_steps", 1))
+  flops, bytes_accessed = (k * float(cost.get(f, 0.0)) for f in ("flops", "bytes accessed"))
+  peak, bandwidth = tpu.peak_tflops * 1e12, tpu.hbm_gbps * 1e9
+  if cost.get("optimal_seconds", 0.0) > 0:
+    seconds, method = k * float(cost["optimal_seconds"]), "XLA cost model"
+  else:
+    seconds, method = max(flops / peak, bytes_accessed / bandwidth), "roofline"
+  if k > 1:
+    method += f", x{k} micro-batches"
+  report = Report(name=name or config.get("name", ""), topology=tpu.topology
+                  + (f" x{tpu.num_slices}" if tpu.get("num_slices", 1) > 1 else ""),
+                  chips=len(devices), mesh=dict(mesh.shape), batch_size=config.train.batch_size,
+                  params=params, memory_gib=per_chip / GIB, hbm_gib=tpu.hbm_gib, flops=flops,
+                  step_seconds=seconds, step_method=method,
+                  mfu=flops / (seconds * peak) if seconds else 0.0)
+  return compiled, report
+
+
+def markdown_row(r: Report) -> str:
+  return (f"| {r.name} | {r.topology} | {r.chips} | {r.mesh['data']}x{r.mesh['fsdp']}x"
+          f"{r.mesh['model']} | {r.batch_size} | {r.params / 1e6:.0f}M | "
+          f"{r.memory_gib:.2f} / {r.hbm_gib} | {r.flops:.2e} | {r.step_seconds * 1e3:.1f} | "
+          f"{r.mfu:.0%} |")
+
+
+MARKDOWN_HEADER = ("| config | topology | chips | mesh d x f x m | global batch | params | "
+                   "GiB per chip / HBM | FLOPs per chip | step ms | MFU |\n"
+                   "|---|---|---|---|---|---|---|---|---|---|")

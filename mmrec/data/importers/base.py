@@ -1,0 +1,307 @@
+"""What every importer shares: drop counting, the item and interaction collectors, the result.
+
+Importers read raw files in a stream and hand rows to a `CatalogBuilder`
+(items; ids kept as given, text normalised, images re-encoded) and an
+`InteractionCollector` (users and items remapped to contiguous indices,
+unusable rows counted per reason). The result is an `Imported`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import dataclasses
+import pathlib
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mmrec.data.clean import MAX_TIMESTAMP
+from mmrec.data.importers import text as text_lib
+from mmrec.data.importers.images import OUTCOMES, ImageEncoder
+from mmrec.data.schema import Catalog
+
+NUM_EXAMPLES = 5
+# Interaction rows, first reason that applies (plus malformed_line from the readers).
+ROW_REASONS = ("malformed_line", "missing_id", "oversized_id", "bad_timestamp", "bad_rating",
+               "unknown_item", "unknown_user")
+# Item rows: dropped (malformed_line, missing_id, oversized_id, duplicate_item) or repaired.
+ITEM_REASONS = ("malformed_line", "missing_id", "oversized_id", "duplicate_item", "oversized_text")
+
+
+class DataImportError(ValueError):
+  """A required file or column is missing, or an option is unusable; the message names it."""
+
+
+class Drops:
+  """Counts per reason, with up to NUM_EXAMPLES examples (e.g. 'u.data row 7') each."""
+
+  def __init__(self, reasons: Sequence[str]):
+    self.counts = {r: 0 for r in reasons}
+    self.examples: dict[str, list[str]] = {}
+
+  def add(self, reason: str, example: str | None = None, n: int = 1):
+    self.add_many(reason, [] if example is None else [example], n)
+
+  def add_many(self, reason: str, examples: Sequence[str], n: int):
+    if n <= 0:
+      return
+    self.counts[reason] = self.counts.get(reason, 0) + int(n)
+    kept = self.examples.setdefault(reason, [])
+    kept.extend(list(examples)[:NUM_EXAMPLES - len(kept)])
+
+  def total(self) -> int:
+    return sum(self.counts.values())
+
+  def as_dict(self) -> dict[str, Any]:
+    return {"counts": dict(self.counts), "examples": {k: v for k, v in self.examples.items() if v}}
+
+
+def require_file(directory: pathlib.Path, *names: str, what: str = "") -> pathlib.Path:
+  """The first of `names` present in `directory`, else a DataImportError naming them."""
+  for name in names:
+    if (directory / name).is_file():
+      return directory / name
+  listed = " or ".join(str(directory / n) for n in names)
+  raise DataImportError(f"missing required file {listed}{f' ({what})' if what else ''}")
+
+
+def require_dir(path: str | pathlib.Path) -> pathlib.Path:
+  path = pathlib.Path(path).expanduser()
+  if not str(path) or not path.is_dir():
+    raise DataImportError(f"data directory {str(path)!r} does not exist (set --path / "
+                          "data.import_.path)")
+  return path
+
+
+@dataclasses.dataclass
+class Imported:
+  """An importer's output: the catalog, remapped interactions and what was dropped."""
+
+  catalog: Catalog
+  user_ids: list[str]  # user index -> original id
+  user: np.ndarray  # int64 [M]
+  item: np.ndarray  # int64 [M]
+  timestamp: np.ndarray  # int64 [M], seconds (row order when the source has none)
+  rating: np.ndarray | None  # float64 [M], None when the source has no ratings
+  image_outcome: np.ndarray  # int8 [N], index into images.OUTCOMES
+  report: dict[str, Any]
+
+
+DEFAULT_COLUMNS = dict(user="user_id", item="item_id", timestamp="timestamp", rating="rating",
+                       item_id="item_id", title="title", description="description",
+                       category="category", image="")
+
+
+@dataclasses.dataclass
+class Options:
+  """Import options (config `data.import_` and `data.clean` size limits; docs/data.md)."""
+
+  columns: dict[str, str] = dataclasses.field(default_factory=lambda: dict(DEFAULT_COLUMNS))
+  interactions_file: str = ""
+  items_file: str = ""
+  image_dir: str = "images"
+  timestamp_unit: str = "s"
+  image_size: int = 64
+  image_format: str = "jpeg"
+  image_quality: int = 90
+  workers: int = 2
+  max_id_chars: int = 256
+  max_text_chars: int = 4000
+  max_image_bytes: int = 20_000_000
+
+  @classmethod
+  def from_config(cls, data_cfg) -> "Options":
+    imp, clean = data_cfg.import_, data_cfg.clean
+    return cls(columns=dict(DEFAULT_COLUMNS) | dict(imp.columns),
+               interactions_file=imp.interactions_file, items_file=imp.items_file,
+               image_dir=imp.image_dir, timestamp_unit=imp.timestamp_unit,
+               image_size=data_cfg.image_size, image_format=imp.image_format,
+               image_quality=imp.image_quality, workers=imp.workers,
+               max_id_chars=clean.max_id_chars, max_text_chars=clean.max_text_chars,
+               max_image_bytes=clean.max_image_bytes)
+
+  def encoder(self) -> ImageEncoder:
+    return ImageEncoder(self.image_size, self.image_format, self.image_quality,
+                        self.max_image_bytes, self.workers)
+
+  def catalog_builder(self) -> "CatalogBuilder":
+    return CatalogBuilder(self.max_id_chars, self.max_text_chars)
+
+  def collector(self, item_index: dict[str, int],
+                known_users: pa.Array | None = None) -> "InteractionCollector":
+    return InteractionCollector(item_index, self.max_id_chars, known_users)
+
+
+def finish(fmt: str, path: pathlib.Path, files: list[pathlib.Path], builder: "CatalogBuilder",
+           collector: "InteractionCollector", encoder: ImageEncoder | None,
+           has_rating: bool, has_timestamp: bool = True) -> Imported:
+  """Encodes the images and assembles the `Imported` with its report."""
+  catalog, items = builder.finish(encoder)
+  user, item, timestamp, rating = collector.finish(has_rating)
+  report = {"format": fmt, "path": str(path), "files": [str(f) for f in files],
+            "has_rating": has_rating, "has_timestamp": has_timestamp,
+            "items": items, "interactions": collector.report()}
+  return Imported(catalog=catalog, user_ids=list(collector.user_index), user=user, item=item,
+                  timestamp=timestamp, rating=rating,
+                  image_outcome=np.array(builder.image_outcome, np.int8), report=report)
+
+
+class CatalogBuilder:
+  """Collects item rows: ids checked and kept as given, text normalised, images at the end."""
+
+  def __init__(self, max_id_chars: int, max_text_chars: int):
+    self.max_id_chars, self.max_text_chars = max_id_chars, max_text_chars
+    self.drops = Drops(ITEM_REASONS)
+    self.index: dict[str, int] = {}
+    self.rows = 0
+    self._cols: dict[str, list] = {k: [] for k in ("title", "description", "category", "image")}
+    self._attrs: dict[str, list[str]] = {}
+    self.image_outcome: list[int] = []  # per item, index into images.OUTCOMES
+
+  def add(self, item_id, title="", description="", category="", image=None,
+          attributes: dict[str, str] | None = None, where: str = "") -> int | None:
+    """Adds one item; returns its index, or None when the row is dropped (counted)."""
+    self.rows += 1
+    item_id = "" if item_id is None else str(item_id).strip()
+    reason = ("missing_id" if not item_id else "oversized_id" if len(item_id) > self.max_id_chars
+              else "duplicate_item" if item_id in self.index else None)
+    if reason:
+      self.drops.add(reason, where)
+      return None
+    cut = False
+    for key, value in (("title", title), ("description", description), ("category", category)):
+      value, was_cut = text_lib.truncate(text_lib.normalize(value), self.max_text_chars)
+      cut |= was_cut
+      self._cols[key].append(value)
+    if cut:
+      self.drops.add("oversized_text", where or item_id)
+    self._cols["image"].append(image)
+    n = len(self.index)
+    attributes = attributes or {}
+    for name in set(self._attrs) | set(attributes):
+      column = self._attrs.setdefault(name, [""] * n)
+      column.append(text_lib.normalize(attributes.get(name, "")))
+    self.index[item_id] = n
+    return n
+
+  def malformed(self, where: str):
+    """Counts an item row that could not be parsed."""
+    self.rows += 1
+    self.drops.add("malformed_line", where)
+
+  def __len__(self) -> int:
+    return len(self.index)
+
+  def finish(self, encoder: ImageEncoder | None) -> tuple[Catalog, dict[str, Any]]:
+    """The Catalog (images encoded now, in order) and the item report."""
+    images, outcomes = [], {k: 0 for k in OUTCOMES}
+    examples: dict[str, list[str]] = {}
+    ids = list(self.index)
+    sources = self._cols["image"] if encoder else [None] * len(ids)
+    results = encoder.encode_all(sources) if encoder else ((b"", "no_image") for _ in ids)
+    for item_id, (data, outcome) in zip(ids, results):
+      images.append(data)
+      outcomes[outcome] += 1
+      self.image_outcome.append(OUTCOMES.index(outcome))
+      if outcome in ("corrupt_image", "oversized_image"):
+        kept = examples.setdefault(outcome, [])
+        if len(kept) < NUM_EXAMPLES:
+          kept.append(item_id)
+    attributes, values = {}, {}
+    for name, column in self._attrs.items():
+      column += [""] * (len(ids) - len(column))
+      names, codes = np.unique(np.array(column, dtype=object).astype(str), return_inverse=True)
+      attributes[name], values[name] = codes.astype(np.int32), names.tolist()
+    catalog = Catalog(item_id=_objects(ids), title=_objects(self._cols["title"]),
+                      description=_objects(self._cols["description"]),
+                      category=_objects(self._cols["category"]), image=images,
+                      attributes=attributes, attribute_values=values)
+    report = {"read": self.rows, "kept": len(ids), **self.drops.as_dict(),
+              "images": outcomes, "image_examples": examples}
+    return catalog, report
+
+
+class InteractionCollector:
+  """Streams interaction rows in; users get indices by first appearance."""
+
+  def __init__(self, item_index: dict[str, int], max_id_chars: int,
+               known_users: pa.Array | None = None):
+    self.item_index, self.max_id_chars, self.known_users = item_index, max_id_chars, known_users
+    self.drops = Drops(ROW_REASONS)
+    self.user_index: dict[str, int] = {}
+    self._parts: list[tuple[np.ndarray, ...]] = []
+    self._rows = 0
+
+  def add(self, source: str, rows: np.ndarray, user: pa.Array, item: pa.Array,
+          seconds: np.ndarray | None, rating: np.ndarray | None,
+          malformed: np.ndarray | None = None):
+    """One batch: string ids, timestamps in seconds (NaN: unreadable), ratings (NaN: bad);
+    `malformed` marks rows the reader found malformed in another way."""
+    from mmrec.data.importers.tables import to_text
+    user, item = to_text(user), to_text(item)
+    m = len(user)
+    order = np.arange(self._rows, self._rows + m, dtype=np.int64)  # stand-in time: row order
+    self._rows += m
+    item_code = _lookup(self.item_index, item)
+    checks = [("malformed_line", np.zeros(m, bool) if malformed is None else malformed),
+              ("missing_id", _blank(user) | _blank(item)),
+              ("oversized_id", _longer(user, self.max_id_chars) | _longer(item, self.max_id_chars))]
+    if seconds is not None:
+      checks.append(("bad_timestamp", ~((seconds >= 0) & (seconds <= MAX_TIMESTAMP))))
+    if rating is not None:
+      checks.append(("bad_rating", np.isnan(rating)))
+    checks.append(("unknown_item", item_code < 0))
+    if self.known_users is not None:
+      checks.append(("unknown_user", ~pc.fill_null(pc.is_in(user, self.known_users),
+                                                   False).to_numpy(zero_copy_only=False)))
+    keep = np.ones(m, bool)
+    for reason, bad in checks:
+      hit = keep & bad
+      if hit.any():
+        self.drops.add_many(reason, [f"{source} row {r}" for r in rows[hit][:NUM_EXAMPLES]],
+                            int(hit.sum()))
+      keep &= ~bad
+    index = np.flatnonzero(keep)
+    user_code = _lookup(self.user_index, user.take(pa.array(index)), add=True)
+    time = order[index] if seconds is None else seconds[index].astype(np.int64)
+    self._parts.append((user_code, item_code[index], time,
+                        rating[index] if rating is not None else None))
+
+  def finish(self, has_rating: bool) -> tuple[np.ndarray, ...]:
+    """(user, item, timestamp, rating or None) over all batches, in input order."""
+    cat = lambda i, dtype: np.concatenate([p[i] for p in self._parts] or [np.zeros(0, dtype)])
+    rating = cat(3, np.float64) if has_rating else None
+    return cat(0, np.int64), cat(1, np.int64), cat(2, np.int64), rating
+
+  def report(self) -> dict[str, Any]:
+    kept = sum(len(p[0]) for p in self._parts)
+    return {"read": kept + self.drops.total(), "kept": kept, **self.drops.as_dict()}
+
+
+def _objects(values: list) -> np.ndarray:
+  out = np.empty(len(values), dtype=object)
+  out[:] = values
+  return out
+
+
+def _lookup(index: dict[str, int], ids: pa.Array, add: bool = False) -> np.ndarray:
+  """Indices of string ids (-1 when unknown, or new ones appended when `add`)."""
+  encoded = pc.dictionary_encode(pc.fill_null(ids, ""))
+  values = encoded.dictionary.to_pylist()
+  if add:
+    codes = np.array([index.setdefault(v, len(index)) for v in values], np.int64)
+  else:
+    codes = np.array([index.get(v, -1) for v in values], np.int64)
+  if not len(ids):
+    return np.zeros(0, np.int64)
+  return codes[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def _blank(ids: pa.Array) -> np.ndarray:
+  return pc.fill_null(pc.equal(ids, ""), True).to_numpy(zero_copy_only=False)
+
+
+def _longer(ids: pa.Array, limit: int) -> np.ndarray:
+  return pc.fill_null(pc.greater(pc.utf8_length(ids), limit), False).to_numpy(zero_copy_only=False)

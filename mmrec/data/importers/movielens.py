@@ -1,0 +1,204 @@
+"""MovieLens (ml-100k and ml-1m layouts) and RecBole atomic files (*.inter, *.item, *.user).
+
+Item text: title with its year ("Toy Story (1995)") and the genres as the
+description ("Animation, Children's, Comedy"); the first genre is the category.
+MovieLens has no images: every item is imported without one.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mmrec.data.importers import tables
+from mmrec.data.importers.base import (DataImportError, Drops, Imported, Options, finish,
+                                       require_dir, require_file)
+
+ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+                 "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
+                 "Romance", "Sci-Fi", "Thriller", "War", "Western")
+_YEAR_IN_TITLE = re.compile(r"\((\d{4})\)\s*$")
+_YEAR = re.compile(r"(\d{4})")
+
+
+def read_movielens(path, options: Options) -> Imported:
+  """Detects the layout: ml-100k (u.data), ml-1m (ratings.dat) or RecBole atomic (*.inter)."""
+  path = require_dir(path)
+  if (path / "u.data").exists():
+    return read_ml100k(path, options)
+  if (path / "ratings.dat").exists():
+    return read_ml1m(path, options)
+  if list(path.glob("*.inter")):
+    return read_recbole(path, options)
+  raise DataImportError(f"{path}: no MovieLens files: expected u.data + u.item (ml-100k), "
+                        "ratings.dat + movies.dat (ml-1m) or NAME.inter + NAME.item (RecBole)")
+
+
+def read_ml100k(path, options: Options) -> Imported:
+  path = require_dir(path)
+  items_file = require_file(path, "u.item", what="ml-100k items")
+  data_file = require_file(path, "u.data", what="ml-100k ratings")
+  genres = _ml100k_genres(path)
+  builder = options.catalog_builder()
+  with open(items_file, encoding="latin-1") as f:
+    for number, line in enumerate(f, 1):
+      fields = line.rstrip("\r\n").split("|")
+      if not line.strip():
+        continue
+      if len(fields) != 5 + len(genres) or not all(g in ("0", "1") for g in fields[5:]):
+        builder.malformed(f"u.item line {number}")
+        continue
+      names = [g for g, flag in zip(genres, fields[5:]) if flag == "1"]
+      year = _YEAR.search(fields[2])
+      builder.add(fields[0], _with_year(fields[1], year.group(1) if year else ""),
+                  ", ".join(names), names[0] if names else "", where=f"u.item line {number}")
+  collector = options.collector(builder.index)
+  names = ["user", "item", "rating", "timestamp"]
+  for cols, rows in tables.read_delimited(data_file, names, collector.drops, delimiter="\t",
+                                          names=names, quote=False):
+    collector.add("u.data", rows, cols["user"], cols["item"],
+                  tables.to_seconds(cols["timestamp"], "s"), tables.to_float(cols["rating"]))
+  return finish("movielens/ml-100k", path, [items_file, data_file], builder, collector, None,
+                has_rating=True)
+
+
+def read_ml1m(path, options: Options) -> Imported:
+  path = require_dir(path)
+  items_file = require_file(path, "movies.dat", what="ml-1m movies")
+  data_file = require_file(path, "ratings.dat", what="ml-1m ratings")
+  builder = options.catalog_builder()
+  for number, fields in _double_colon_lines(items_file):
+    if len(fields) != 3:
+      builder.malformed(f"movies.dat line {number}")
+      continue
+    names = [g for g in fields[2].split("|") if g]
+    builder.add(fields[0], fields[1], ", ".join(names), names[0] if names else "",
+                where=f"movies.dat line {number}")
+  known_users = None
+  files = [items_file, data_file]
+  if (path / "users.dat").exists():
+    files.append(path / "users.dat")
+    known_users = pa.array([fields[0].strip() for _, fields in _double_colon_lines(files[-1])])
+  collector = options.collector(builder.index, known_users)
+  # "a::b::c::d" read with ":" as the delimiter: the separators show as empty fields.
+  names = ["user", "sep1", "item", "sep2", "rating", "sep3", "timestamp"]
+  for cols, rows in tables.read_delimited(data_file, names, collector.drops, delimiter=":",
+                                          names=names, quote=False):
+    separators = [pc.not_equal(cols[s], "").to_numpy(zero_copy_only=False)
+                  for s in ("sep1", "sep2", "sep3")]
+    collector.add("ratings.dat", rows, cols["user"], cols["item"],
+                  tables.to_seconds(cols["timestamp"], "s"), tables.to_float(cols["rating"]),
+                  malformed=np.logical_or.reduce(separators))
+  return finish("movielens/ml-1m", path, files, builder, collector, None, has_rating=True)
+
+
+def read_recbole(path, options: Options) -> Imported:
+  """RecBole atomic files: tab-separated, header fields `name:type`, in one directory.
+
+  Interaction fields from `columns.user`, `columns.item` (required),
+  `columns.timestamp`, `columns.rating` (used when present). Items: `columns.item`
+  in NAME.item; a field named like *title*/*name* is the title (plus a *year*
+  field), a class/genre/categor* field gives the genres, and other text fields
+  the rest of the description. NAME.user, when present, lists the known users.
+  """
+  path = require_dir(path)
+  inters = sorted(path.glob("*.inter"))
+  preferred = path / f"{path.name}.inter"
+  if not inters:
+    raise DataImportError(f"missing required file {path}/NAME.inter (RecBole atomic interactions)")
+  if len(inters) > 1 and preferred not in inters:
+    raise DataImportError(f"{path}: several .inter files {[p.name for p in inters]}; "
+                          f"expected one, or {preferred.name}")
+  data_file = preferred if preferred in inters else inters[0]
+  stem = data_file.stem
+  items_file = require_file(path, f"{stem}.item", what="RecBole atomic items")
+  cols_cfg = options.columns
+  item_fields = _atomic_header(items_file)
+  tables.require_columns(items_file, list(item_fields), {"item id": cols_cfg["item"]})
+  builder = options.catalog_builder()
+  text_fields = [f for f, kind in item_fields.items()
+                 if f != cols_cfg["item"] and kind in ("token", "token_seq")]
+  title = next((f for f in text_fields if "title" in f or "name" in f), None)
+  year = next((f for f in text_fields if "year" in f and f != title), None)
+  genre = next((f for f in text_fields if re.search("class|genre|categor", f) and f != title),
+               None)
+  rest = [f for f in text_fields if f not in (title, year, genre)]
+  raw_names = [f"{f}:{k}" for f, k in item_fields.items()]
+  for cols, rows in tables.read_delimited(items_file, raw_names, builder.drops, delimiter="\t",
+                                          quote=False):
+    values = {f: cols[r].to_pylist() for f, r in zip(item_fields, raw_names)}
+    for i, row in enumerate(rows.tolist()):
+      get = lambda f: values[f][i] if f else ""
+      genres = get(genre).split()
+      description = ", ".join(genres) if genre else ""
+      extra = ". ".join(v for v in (get(f) for f in rest) if v.strip())
+      builder.add(get(cols_cfg["item"]), _with_year(get(title), get(year)),
+                  ". ".join(p for p in (description, extra) if p),
+                  genres[0] if genres else "", where=f"{items_file.name} row {row}")
+  builder.rows += builder.drops.counts["malformed_line"]  # malformed rows were not add()ed
+  inter_fields = _atomic_header(data_file)
+  wanted = {"user id": cols_cfg["user"], "item id": cols_cfg["item"]}
+  tables.require_columns(data_file, list(inter_fields), wanted)
+  has_time = cols_cfg["timestamp"] in inter_fields
+  has_rating = cols_cfg["rating"] in inter_fields
+  fields = [f for f in ("user", "item", "timestamp", "rating")
+            if f in ("user", "item") or (has_time if f == "timestamp" else has_rating)]
+  raw = {f: f"{cols_cfg[f]}:{inter_fields[cols_cfg[f]]}" for f in fields}
+  files = [data_file, items_file]
+  known_users = None
+  user_file = path / f"{stem}.user"
+  if user_file.exists() and cols_cfg["user"] in _atomic_header(user_file):
+    files.append(user_file)
+    user_fields = _atomic_header(user_file)
+    user_raw = f"{cols_cfg['user']}:{user_fields[cols_cfg['user']]}"
+    parts = [c[user_raw] for c, _ in tables.read_delimited(user_file, [user_raw],
+                                                           Drops([]),
+                                                           delimiter="\t", quote=False)]
+    known_users = pa.concat_arrays(parts) if parts else pa.array([], pa.string())
+  collector = options.collector(builder.index, known_users)
+  for cols, rows in tables.read_delimited(data_file, list(raw.values()), collector.drops,
+                                          delimiter="\t", quote=False):
+    collector.add(data_file.name, rows, cols[raw["user"]], cols[raw["item"]],
+                  tables.to_seconds(cols[raw["timestamp"]], "s") if has_time else None,
+                  tables.to_float(cols[raw["rating"]]) if has_rating else None)
+  return finish(f"recbole/{stem}", path, files, builder, collector, None,
+                has_rating=has_rating, has_timestamp=has_time)
+
+
+def _with_year(title: str, year: str) -> str:
+  title, year = (title or "").strip(), (year or "").strip()
+  if not year or _YEAR_IN_TITLE.search(title):
+    return title
+  return f"{title} ({year})"
+
+
+def _ml100k_genres(path: pathlib.Path) -> tuple[str, ...]:
+  genre_file = path / "u.genre"
+  if not genre_file.exists():
+    return ML100K_GENRES
+  pairs = [line.strip().rsplit("|", 1) for line in genre_file.read_text("latin-1").splitlines()
+           if line.strip()]
+  try:
+    return tuple(name for name, _ in sorted(pairs, key=lambda p: int(p[1])))
+  except (ValueError, IndexError):
+    raise DataImportError(f"{genre_file}: expected lines NAME|INDEX") from None
+
+
+def _double_colon_lines(file: pathlib.Path):
+  with open(file, encoding="latin-1") as f:
+    for number, line in enumerate(f, 1):
+      if line.strip():
+        yield number, line.rstrip("\r\n").split("::")
+
+
+def _atomic_header(file: pathlib.Path) -> dict[str, str]:
+  """RecBole header `name:type` fields -> {name: type}."""
+  fields = {}
+  for raw in tables.header(file, "\t"):
+    name, _, kind = raw.partition(":")
+    fields[name] = kind
+  return fields
