@@ -37,12 +37,13 @@ RESULTS = pathlib.Path(__file__).parent / "results"
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--workdir", default="runs/demo")
+  parser.add_argument("--model-dir", default=None, help="the trained model (WORKDIR/multimodal)")
   parser.add_argument("--config", default="small,multimodal", help="two_tower.get_config arg")
   args = parser.parse_args()
   workdir = pathlib.Path(args.workdir)
   config = get_config(args.config)
   config.data.data_dir = str(workdir / "data")
-  model_dir = workdir / "multimodal"
+  model_dir = pathlib.Path(args.model_dir or workdir / "multimodal")
   try:
     trained = train_lib.restore(model_dir, config)
   except FileNotFoundError:
