@@ -76,7 +76,7 @@ def main() -> None:
   parser.add_argument("--pretrain-steps", type=int, default=400)
   parser.add_argument("--steps", type=int, default=None, help="two-tower steps (config default)")
   parser.add_argument("--train-minilm", action="store_true",
-                      help="also train the MiniLM row (a 22M-parameter text tower: hours on a CPU)")
+                      help="also train the MiniLM row (a 22M-parameter text tower: over an hour on 2 CPU cores)")
   args = parser.parse_args()
   workdir = pathlib.Path(args.workdir)
   results = []

@@ -103,10 +103,15 @@ def test_bad_updates_are_refused_and_keep_the_bundle(tmp_path, monkeypatch):
 
 
 def test_extra_files_are_carried_over(tmp_path):
-  path = _export(tmp_path / "b", user_tower=(b"\x00serialized", {"inputs": ["history"]}))
+  tower = (b"\x00serialized", {"inputs": ["history"], "items_file": "user_tower_items.npy"},
+           {"user_tower_items.npy": b"\x01items"})
+  path = _export(tmp_path / "b", user_tower=tower)
   update.add_items(path, _unit(np.random.default_rng(1), 1), ["x"])
   bundle = load_bundle(path)
-  assert bundle.manifest["user_tower"] == {"file": "user_tower.jax_export",
-                                           "format": "jax.export", "inputs": ["history"]}
+  assert bundle.manifest["user_tower"] == {"file": "user_tower.jax_export", "format": "jax.export",
+                                           "inputs": ["history"],
+                                           "items_file": "user_tower_items.npy"}
   assert (path / "user_tower.jax_export").read_bytes() == b"\x00serialized"
-  assert "user_tower.jax_export" in json.loads((path / "manifest.json").read_text())["files"]
+  assert (path / "user_tower_items.npy").read_bytes() == b"\x01items"
+  files = json.loads((path / "manifest.json").read_text())["files"]
+  assert {"user_tower.jax_export", "user_tower_items.npy"} <= set(files)
