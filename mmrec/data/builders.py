@@ -15,6 +15,7 @@ import pathlib
 import re
 import tempfile
 
+from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.proto import tf_example_pb2
@@ -29,7 +30,18 @@ _TEXT_FIELDS = ("item_id", "title", "description", "category")
 _ATTR_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 
 
-class MmrecCatalog(tfds.core.GeneratorBasedBuilder):
+class _LocalBuilder(tfds.core.GeneratorBasedBuilder):
+  """Builds from in-memory tables: TFDS's "Downloading and preparing" prints (always to
+  stdout) would mislead, so they go to the INFO log instead."""
+
+  def _log_download_bytes(self) -> None:
+    logging.info("writing %s to %s", self.name, self.data_dir)
+
+  def _log_download_done(self) -> None:
+    logging.info("wrote %s to %s", self.name, self.data_dir)
+
+
+class MmrecCatalog(_LocalBuilder):
   """One example per item in split `items`; attribute value names go to metadata.json."""
 
   VERSION = tfds.core.Version(VERSION)
@@ -73,7 +85,7 @@ class MmrecCatalog(tfds.core.GeneratorBasedBuilder):
       yield i, example
 
 
-class MmrecInteractions(tfds.core.GeneratorBasedBuilder):
+class MmrecInteractions(_LocalBuilder):
   """Splits `train`/`valid`/`test` of (user, item, timestamp); empty splits are omitted."""
 
   VERSION = tfds.core.Version(VERSION)
