@@ -20,7 +20,6 @@ import time
 import jax
 import ml_collections
 import numpy as np
-import optax
 from flax import nnx
 
 from mmrec import parallel

@@ -44,10 +44,7 @@ def main() -> None:
   config = get_config(args.config)
   config.data.data_dir = str(workdir / "data")
   model_dir = pathlib.Path(args.model_dir or workdir / "multimodal")
-  try:
-    trained = train_lib.restore(model_dir, config)
-  except FileNotFoundError:
-    trained = train_lib.train(config, model_dir)
+  trained = train_lib.train(config, model_dir)  # resumes: a finished run is only read back
   data = trained.data
   scorer = eval_lib.two_tower_scorer(trained.model, data, trained.items, split="test",
                                      history_len=config.data.history_len)

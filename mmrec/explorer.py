@@ -196,7 +196,7 @@ def beta_sweep(model: Model, users: Sequence[int], histories: Sequence[np.ndarra
 def load_model(config, model_dir, seen) -> tuple[Model, object]:
   """The two-tower of `model_dir` as a `Model` and its `mmrec.train.Trained`.
 
-  Restores the latest checkpoint (trains first when there is none), exports the bundle
+  Trains to `config.train.steps` (resuming; a finished run is only read back), exports the bundle
   to `model_dir/bundle` when missing, and embeds every user with the user tower from
   the interactions `seen` (e.g. `mmrec.evaluation.evaluate.seen_interactions`).
   """
@@ -208,10 +208,7 @@ def load_model(config, model_dir, seen) -> tuple[Model, object]:
   from mmrec.serving import load_bundle
 
   model_dir = pathlib.Path(model_dir)
-  try:
-    trained = train_lib.restore(model_dir, config)
-  except FileNotFoundError:
-    trained = train_lib.train(config, model_dir)
+  trained = train_lib.train(config, model_dir)  # resumes: a finished run is only read back
   if not (model_dir / "bundle" / "manifest.json").exists():
     jobs.export(trained, config, model_dir / "bundle")
   _, vectors = eval_lib.embeddings(trained.model, trained.items,

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from mmrec.retrieval import tuning
-from mmrec.retrieval.tuning import SCANN_MODES, build_searcher, scann_params  # noqa: F401
 from mmrec.serving import tail
 from mmrec.serving.format import DISTANCE, FORMAT_VERSION, file_sha256
 

@@ -15,10 +15,10 @@ from scann.scann_ops.py import scann_ops_pybind
 
 from mmrec.serving import tail
 from mmrec.serving import user_tower as user_tower_lib
-from mmrec.serving.format import (BundleError, check_files, file_sha256, load_array,
+from mmrec.serving.format import (BundleError, check_files, load_array,
                                   read_manifest, read_metadata)
 
-__all__ = ["Bundle", "BundleError", "UnknownItemError", "load_bundle", "file_sha256"]
+__all__ = ["Bundle", "BundleError", "UnknownItemError", "load_bundle"]
 _EXACT_BLOCK = 1 << 25  # query x item scores per block of exact search
 _PARALLEL_QUERIES = 64  # batches this large search on ScaNN's threads
 _RESTRICT_EXACT_SHARE = 0.25  # restricted to at most this share of items: score the subset exactly

@@ -33,17 +33,22 @@ class BundleError(ValueError):
   """The bundle directory is missing, corrupt or of an unsupported format."""
 
 
+def _json_object(file: pathlib.Path, what: str) -> dict[str, Any]:
+  try:
+    value = json.loads(file.read_text(encoding="utf-8"))
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise BundleError(f"{file}: malformed JSON: {e}") from e
+  if not isinstance(value, dict):
+    raise BundleError(f"{file}: must hold {what}, got {type(value).__name__}")
+  return value
+
+
 def read_manifest(path: pathlib.Path) -> dict[str, Any]:
   """`path/manifest.json`, checked field by field."""
   file = path / "manifest.json"
   if not file.is_file():
     raise BundleError(f"{file}: missing (not a bundle, or an interrupted copy)")
-  try:
-    manifest = json.loads(file.read_text(encoding="utf-8"))
-  except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise BundleError(f"{file}: malformed JSON: {e}") from e
-  if not isinstance(manifest, dict):
-    raise BundleError(f"{file}: must hold a JSON object, got {type(manifest).__name__}")
+  manifest = _json_object(file, "a JSON object")
   version = manifest.get("format_version")
   if version == 1 and not isinstance(version, bool):
     raise BundleError(f"{file}: format_version 1 is no longer read; re-export the bundle "
@@ -112,12 +117,7 @@ def load_array(path: pathlib.Path, name: str, dtype, shape: tuple, manifest: dic
 
 def read_metadata(path: pathlib.Path, n: int) -> dict[str, list]:
   file = path / "metadata.json"
-  try:
-    metadata = json.loads(file.read_text(encoding="utf-8"))
-  except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise BundleError(f"{file}: malformed JSON: {e}") from e
-  if not isinstance(metadata, dict):
-    raise BundleError(f"{file}: must hold a JSON object of per-item lists")
+  metadata = _json_object(file, "a JSON object of per-item lists")
   for key, values in metadata.items():
     if not isinstance(values, list) or len(values) != n:
       raise BundleError(f"{file}: {key!r} must be a list of num_items={n} entries")

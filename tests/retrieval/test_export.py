@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from mmrec.retrieval import export
+from mmrec.retrieval import export, tuning
 from mmrec.serving import load_bundle, tail
 
 
@@ -27,17 +27,17 @@ def _export(path, n=300, d=8, seed=0, **kwargs):
 
 
 def test_scann_params_choose_by_size():
-  assert export.scann_params(19_999, 64) == {"mode": "brute_force", "num_neighbors": 10}
-  assert export.scann_params(50_000, 64)["mode"] == "ah"
-  p = export.scann_params(250_000, 64)
+  assert tuning.scann_params(19_999, 64) == {"mode": "brute_force", "num_neighbors": 10}
+  assert tuning.scann_params(50_000, 64)["mode"] == "ah"
+  p = tuning.scann_params(250_000, 64)
   assert p["mode"] == "tree_ah" and p["num_leaves"] == 500 and p["num_leaves_to_search"] == 50
   assert p["reorder"] >= p["num_neighbors"]
-  assert export.scann_params(400_000, 64, "brute_force")["mode"] == "brute_force"
-  assert export.scann_params(500, 16, "tree_ah")["num_leaves"] == 22
+  assert tuning.scann_params(400_000, 64, "brute_force")["mode"] == "brute_force"
+  assert tuning.scann_params(500, 16, "tree_ah")["num_leaves"] == 22
   with pytest.raises(ValueError, match="scann_mode='fast'"):
-    export.scann_params(10, 4, "fast")
+    tuning.scann_params(10, 4, "fast")
   with pytest.raises(ValueError, match="at least 16 items"):
-    export.scann_params(10, 4, "tree_ah")
+    tuning.scann_params(10, 4, "tree_ah")
 
 
 def test_export_layout_and_manifest(tmp_path):
@@ -56,7 +56,7 @@ def test_export_layout_and_manifest(tmp_path):
   assert manifest["model"] == {"name": "m", "step": 7}
   assert (manifest["num_items"], manifest["dimension"]) == (300, 8)
   assert manifest["distance"] == "dot_product"
-  assert manifest["scann"] == {**export.scann_params(300, 8), "mode_requested": "auto",
+  assert manifest["scann"] == {**tuning.scann_params(300, 8), "mode_requested": "auto",
                                "built_num_items": 300, "changed_since_build": 0}
   assert manifest["recall"]["recall_at_10"] == 1.0 and manifest["recall"]["target_met"]
   assert manifest["recall"]["queries"] == "perturbed_items"
