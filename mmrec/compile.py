@@ -27,6 +27,8 @@ import numpy as np
 from flax import nnx
 
 from mmrec import parallel
+from mmrec.models.image import ImageEncoder
+from mmrec.models.towers import ENCODED_KEYS
 from mmrec.train_step import make_train_step
 
 GIB = 2 ** 30
@@ -47,6 +49,19 @@ def topology_devices(tpu: ml_collections.ConfigDict) -> list:
   return list(desc.devices)
 
 
+def frozen_widths(config: ml_collections.ConfigDict) -> dict[str, int]:
+  """Output width of each frozen encoder the item tower has (train.frozen_encoders)."""
+  from mmrec.train import frozen_encoders
+  m = config.model
+  widths = {}
+  if "text" in frozen_encoders(config.train) and m.use_text:
+    widths["text"] = m.text["width"]
+  if "image" in frozen_encoders(config.train) and m.use_image:
+    widths["image"] = nnx.eval_shape(lambda: ImageEncoder(m.image["channels"],
+                                                          rngs=nnx.Rngs(0))).out_features
+  return widths
+
+
 def abstract_batch(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> dict:
   """ShapeDtypeStructs of one global training batch (the keys of pipeline.training_batches)."""
   b, d = config.train.batch_size, config.data
@@ -56,6 +71,8 @@ def abstract_batch(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -
       "image": ((b, d.image_size, d.image_size, 3), jnp.uint8), "warm": ((b,), jnp.bool_),
       "log_q": ((b,), jnp.float32), "example": ((b,), jnp.int32),
   }
+  shapes.update({ENCODED_KEYS[part]: ((b, width), jnp.float32)  # train.frozen_encoders' outputs
+                 for part, width in frozen_widths(config).items()})
   sharding = parallel.batch_sharding(mesh)
   return {k: jax.ShapeDtypeStruct(s, t, sharding=sharding) for k, (s, t) in shapes.items()}
 

@@ -65,13 +65,14 @@ def test_train_step_compiles_for_a_tpu_topology(report):
   assert report["mfu"] == pytest.approx(report["flops"] / (report["step_seconds"] * peak))
 
 
-def test_abstract_batch_matches_the_pipeline(tiny_config):
+@pytest.mark.parametrize("frozen", [(), ("text", "image")])
+def test_abstract_batch_matches_the_pipeline(tiny_config, frozen, tmp_path):
   from jax.sharding import AbstractMesh, AxisType
-  from mmrec import compile as aot, parallel
-  from mmrec.data import sources
+  from mmrec import compile as aot, parallel, train as train_lib
   from mmrec.data.pipeline import UserHistories, training_batches
-  data = sources.load(tiny_config.data, tiny_config.data.data_dir)
-  items = sources.item_table(data, tiny_config.data)
+  tiny_config.train.frozen_encoders = frozen
+  model, data, items = train_lib.prepare(tiny_config, tmp_path)
+  items = train_lib.with_frozen_features(model, items, tiny_config.train)
   real = training_batches(UserHistories(data.splits["train"], tiny_config.data.history_len), items,
                           batch_size=tiny_config.train.batch_size, seed=0)[0]
   mesh = AbstractMesh((1, 1, 1), parallel.AXES, axis_types=(AxisType.Auto,) * 3)

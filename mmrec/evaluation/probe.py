@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-import jax
 import numpy as np
 from flax import nnx
+
+from mmrec.models.towers import encode_all
 
 RIDGES = tuple(10.0 ** np.arange(-2, 5))  # relative to the number of training items
 
@@ -90,24 +91,11 @@ def linear_probe(features: Mapping[str, np.ndarray], labels: Mapping[str, np.nda
 def encoder_features(text: nnx.Module | None, image: nnx.Module | None, tokens: np.ndarray,
                      images: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
   """Frozen features of every item: "text" (mean-pooled), "image", and "text+image" when both."""
-
-  @nnx.jit
-  def run(encoder, x):
-    return encoder(x)
-
-  def apply(encoder, inputs):
-    n = len(inputs)
-    pad = -n % batch_size
-    padded = np.concatenate([inputs, np.zeros((pad, *inputs.shape[1:]), inputs.dtype)])
-    out = [np.asarray(jax.device_get(run(encoder, padded[i:i + batch_size])))
-           for i in range(0, len(padded), batch_size)]
-    return np.concatenate(out)[:n]
-
   features = {}
   if text is not None:
-    features["text"] = apply(text, tokens)
+    features["text"] = encode_all(text, tokens, batch_size)
   if image is not None:
-    features["image"] = apply(image, images)
+    features["image"] = encode_all(image, images, batch_size)
   if text is not None and image is not None:
     features["text+image"] = np.concatenate([features["text"], features["image"]], axis=1)
   return features

@@ -1,8 +1,11 @@
 """Two towers: an item tower fusing text, image and ID; a user tower over history."""
 
+from collections.abc import Mapping
+
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from flax import nnx
 
 from mmrec.models.image import ImageEncoder
@@ -65,17 +68,37 @@ class ItemTower(nnx.Module):
     self.mlp_in = nnx.Linear(parts * d, 2 * d, rngs=rngs)
     self.mlp_out = nnx.Linear(2 * d, d, rngs=rngs)
 
-  def __call__(self, item: jax.Array, tokens: jax.Array, image: jax.Array,
-               id_keep: jax.Array) -> jax.Array:
+  def __call__(self, item: jax.Array, tokens: jax.Array, image: jax.Array, id_keep: jax.Array,
+               encoded: Mapping[str, jax.Array] | None = None) -> jax.Array:
+    """`encoded`: outputs of frozen encoders ("text" [B, W], "image" [B, F]), read instead
+    of running those encoders (see `encode_all`)."""
+    encoded = encoded or {}
     parts = []
     if self.use_text:
-      parts.append(self.text_proj(self.text(tokens)))
+      parts.append(self.text_proj(encoded["text"] if "text" in encoded else self.text(tokens)))
     if self.use_image:
-      parts.append(self.image_proj(self.image(image)))
+      parts.append(self.image_proj(encoded["image"] if "image" in encoded else self.image(image)))
     if self.use_id:
       parts.append(self.ids(item) * id_keep[:, None].astype(jnp.float32))
     x = self.norm(jnp.concatenate(parts, axis=-1))
     return l2_normalize(self.mlp_out(jax.nn.gelu(self.mlp_in(x))))
+
+
+def encode_all(encoder: nnx.Module, inputs: np.ndarray, batch_size: int = 256) -> np.ndarray:
+  """`encoder` applied to every row of `inputs`, `batch_size` rows at a time -> numpy [N, F]."""
+
+  @nnx.jit
+  def run(encoder, x):
+    return encoder(x)
+
+  n = len(inputs)
+  padded = np.concatenate([inputs, np.zeros((-n % batch_size, *inputs.shape[1:]), inputs.dtype)])
+  out = [np.asarray(jax.device_get(run(encoder, padded[i:i + batch_size])))
+         for i in range(0, len(padded), batch_size)]
+  return np.concatenate(out)[:n]
+
+
+ENCODED_KEYS = {"text": "text_features", "image": "image_features"}  # batch keys of `encoded`
 
 
 class ItemCache(nnx.Variable):
@@ -123,7 +146,8 @@ class TwoTower(nnx.Module):
     self.item_cache = ItemCache(jnp.zeros((num_items, cfg.embed_dim), jnp.float32))
 
   def embed_items(self, batch: dict, id_keep: jax.Array) -> jax.Array:
-    return self.item_tower(batch["item"], batch["tokens"], batch["image"], id_keep)
+    encoded = {part: batch[key] for part, key in ENCODED_KEYS.items() if key in batch}
+    return self.item_tower(batch["item"], batch["tokens"], batch["image"], id_keep, encoded)
 
   def embed_catalog(self, features: dict, chunk: int = 512) -> jax.Array:
     """Embeddings [N, D] of every item (ID path on warm items), `chunk` items at a time."""
