@@ -84,16 +84,16 @@ class ItemTower(nnx.Module):
     return l2_normalize(self.mlp_out(jax.nn.gelu(self.mlp_in(x))))
 
 
+@nnx.jit  # module level: compiled once per encoder and batch shape, not once per call
+def _apply(encoder: nnx.Module, x: jax.Array) -> jax.Array:
+  return encoder(x)
+
+
 def encode_all(encoder: nnx.Module, inputs: np.ndarray, batch_size: int = 256) -> np.ndarray:
   """`encoder` applied to every row of `inputs`, `batch_size` rows at a time -> numpy [N, F]."""
-
-  @nnx.jit
-  def run(encoder, x):
-    return encoder(x)
-
   n = len(inputs)
   padded = np.concatenate([inputs, np.zeros((-n % batch_size, *inputs.shape[1:]), inputs.dtype)])
-  out = [np.asarray(jax.device_get(run(encoder, padded[i:i + batch_size])))
+  out = [np.asarray(jax.device_get(_apply(encoder, padded[i:i + batch_size])))
          for i in range(0, len(padded), batch_size)]
   return np.concatenate(out)[:n]
 
