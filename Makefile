@@ -34,7 +34,8 @@ test: $(STAMP) $(CHROMIUM)
 lab: $(STAMP)
 	$(BIN)/jupyter lab --ip=127.0.0.1 --notebook-dir=notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
-# faiss, the baseline benchmarks/ann_benchmark.py measures beside ScaNN.
+# faiss, the baseline benchmarks/ann_benchmark.py measures beside ScaNN; implicit (ALS,
+# BPR) for benchmarks/quality.py.
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[bench]'
 

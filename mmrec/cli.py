@@ -30,6 +30,14 @@ _ADD_ITEMS = flags.DEFINE_string("add-items", None, "`export`: add the products 
                                  "item tower (docs/bundle.md).")
 _REMOVE_ITEMS = flags.DEFINE_string("remove-items", None, "`export`: remove these item ids from "
                                     "the existing bundle: ID,ID,... or @FILE (one id a line).")
+_OUT = flags.DEFINE_string("out", None, "`recommend`: the output file, .csv or .parquet.")
+_K = flags.DEFINE_integer("k", 20, "`recommend`: items per user.")
+_SPLIT = flags.DEFINE_enum("split", None, ["valid", "test"], "`recommend`: whose history and "
+                           "seen items (as evaluation on that split; default eval.split).")
+_USERS = flags.DEFINE_string("users", None, "`recommend`: a file of original user ids, one a "
+                             "line (default: every user).")
+_BETA = flags.DEFINE_float("beta", None, "`recommend`: popularity calibration, score - beta * "
+                           "ln(1 + training popularity) (default eval.beta).")
 _HOST = flags.DEFINE_string("host", "127.0.0.1", "`serve`: address to bind (loopback by default).")
 _PORT = flags.DEFINE_integer("port", 8000, "`serve`: TCP port.")
 
@@ -83,21 +91,49 @@ def _train():
   print(f"trained to step {trained.step}; checkpoints in {_WORKDIR.value}/checkpoints")
 
 
-def _run_config():
-  """The config a trained workdir was made with, unless --config is given explicitly."""
+# Overrides that leave the trained model as it is (fields, or whole sections), applied on
+# top of WORKDIR/config.json by evaluate, export and recommend.
+RUN_OVERRIDES = ("eval", "mesh", "name", "data.data_dir")
+_MISSING = object()
+
+
+def _run_config(command: str):
+  """The config a trained workdir was made with (WORKDIR/config.json), unless --config is
+  given explicitly. Its --config.FIELD overrides apply when RUN_OVERRIDES allows them; any
+  other must repeat the trained value, else the command stops naming it."""
   import json
   import ml_collections
   saved = pathlib.Path(_WORKDIR.value) / "config.json"
   if flags.FLAGS["config"].present or not saved.exists():
     return _CONFIG.value
-  return ml_collections.ConfigDict(json.loads(saved.read_text()))
+  config = _tuples(json.loads(saved.read_text()))
+  for field, value in config_flags.get_override_values(flags.FLAGS["config"]).items():
+    *parents, name = field.split(".")
+    node = config
+    for key in parents:
+      node = node.setdefault(key, {})
+    has = node.get(name, _MISSING)
+    if any(field == p or field.startswith(f"{p}.") for p in RUN_OVERRIDES):
+      node[name] = value
+    elif has != json.loads(json.dumps(value)):
+      text = "no such field" if has is _MISSING else json.dumps(has)
+      sys.exit(f"mmrec {command}: --config.{field}={value} contradicts the model trained in "
+               f"{_WORKDIR.value} (config.json has {text}); retrain or drop the override")
+  return ml_collections.ConfigDict(config)
+
+
+def _tuples(value):
+  """JSON lists back to the config's tuples (config.json cannot tell them apart)."""
+  if isinstance(value, dict):
+    return {k: _tuples(v) for k, v in value.items()}
+  return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def _evaluate():
   """Full-ranking evaluation of WORKDIR's latest checkpoint; writes WORKDIR/metrics.json."""
   from mmrec import jobs, train
   from mmrec.evaluation.evaluate import format_table
-  config = _run_config()
+  config = _run_config("evaluate")
   trained = train.restore(_WORKDIR.value, config)
   rows = {config.name: jobs.evaluate(trained, config, _WORKDIR.value),
           "popularity": jobs.evaluate_popularity(config, _WORKDIR.value)}
@@ -107,7 +143,7 @@ def _evaluate():
 def _export():
   """Export WORKDIR's items as a ScaNN bundle; --add-items/--remove-items update it (docs/bundle.md)."""
   from mmrec import jobs, train
-  config = _run_config()
+  config = _run_config("export")
   bundle = _BUNDLE.value or pathlib.Path(_WORKDIR.value) / "bundle"
   if _ADD_ITEMS.value or _REMOVE_ITEMS.value:  # update the existing bundle in place
     remove = _REMOVE_ITEMS.value or ""
@@ -126,6 +162,30 @@ def _export():
   trained = train.restore(_WORKDIR.value, config)
   out = jobs.export(trained, config, bundle)
   print(f"exported {out}")
+
+
+def _recommend():
+  """Write each user's top-K unseen items to --out (.csv or .parquet), in original ids."""
+  from mmrec import jobs, train
+  config = _run_config("recommend")
+  if not _OUT.value or pathlib.Path(_OUT.value).suffix not in (".csv", ".parquet"):
+    sys.exit("mmrec recommend: --out FILE.csv or FILE.parquet is required")
+  if _K.value < 1:
+    sys.exit(f"mmrec recommend: --k={_K.value} must be at least 1")
+  users = None
+  if _USERS.value:  # one id a line
+    try:
+      lines = pathlib.Path(_USERS.value).read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+      sys.exit(f"mmrec recommend: --users: {e}")
+    users = [line.strip() for line in lines if line.strip()]
+  trained = train.restore(_WORKDIR.value, config)
+  try:
+    n = jobs.recommend(trained, config, _WORKDIR.value, _OUT.value, k=_K.value,
+                       split=_SPLIT.value, users=users, beta=_BETA.value)
+  except ValueError as e:
+    sys.exit(f"mmrec recommend: {e}")
+  print(f"wrote {n} recommendations to {_OUT.value}")
 
 
 def _demo():
@@ -177,6 +237,7 @@ COMMANDS = {
     "train": _train,
     "evaluate": _evaluate,
     "export": _export,
+    "recommend": _recommend,
     "demo": _demo,
     "serve": _serve,
     "compile": _compile,

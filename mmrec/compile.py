@@ -63,18 +63,30 @@ def frozen_widths(config: ml_collections.ConfigDict) -> dict[str, int]:
 
 
 def abstract_batch(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> dict:
-  """ShapeDtypeStructs of one global training batch (the keys of pipeline.training_batches)."""
+  """ShapeDtypeStructs of one global training batch: the keys of pipeline.training_batches,
+  or for `train.objective="profile"` those of pipeline.profile_batches plus the replicated
+  catalog features of `config.compile.num_items` items (`batch["catalog"]`)."""
+  from mmrec.train import objective
   b, d = config.train.batch_size, config.data
-  shapes = {
-      "history": ((b, d.history_len), jnp.int32), "history_mask": ((b, d.history_len), jnp.bool_),
-      "item": ((b,), jnp.int32), "tokens": ((b, d.max_text_len), jnp.int32),
-      "image": ((b, d.image_size, d.image_size, 3), jnp.uint8), "warm": ((b,), jnp.bool_),
-      "log_q": ((b,), jnp.float32), "example": ((b,), jnp.int32),
-  }
-  shapes.update({ENCODED_KEYS[part]: ((b, width), jnp.float32)  # train.frozen_encoders' outputs
-                 for part, width in frozen_widths(config).items()})
+  encoded = frozen_widths(config)  # train.frozen_encoders' outputs
+
+  def items(n: int, raw_image: bool) -> dict:
+    return {"item": ((n,), jnp.int32), "tokens": ((n, d.max_text_len), jnp.int32),
+            "image": ((n, d.image_size, d.image_size, 3) if raw_image else (n, 0), jnp.uint8),
+            "warm": ((n,), jnp.bool_), "log_q": ((n,), jnp.float32),
+            **{ENCODED_KEYS[part]: ((n, width), jnp.float32) for part, width in encoded.items()}}
+
+  history = {"history": ((b, d.history_len), jnp.int32),
+             "history_mask": ((b, d.history_len), jnp.bool_)}
   sharding = parallel.batch_sharding(mesh)
-  return {k: jax.ShapeDtypeStruct(s, t, sharding=sharding) for k, (s, t) in shapes.items()}
+  struct = lambda shapes, sh: {k: jax.ShapeDtypeStruct(s, t, sharding=sh)
+                               for k, (s, t) in shapes.items()}
+  if objective(config) == "profile":
+    shapes = {**history, "targets": ((b, d.history_len), jnp.int32),
+              "target_mask": ((b, d.history_len), jnp.bool_)}
+    catalog = items(config.compile.num_items, raw_image="image" not in encoded)  # catalog_features
+    return {**struct(shapes, sharding), "catalog": struct(catalog, parallel.replicated(mesh))}
+  return struct({**history, **items(b, raw_image=True), "example": ((b,), jnp.int32)}, sharding)
 
 
 def abstract_state(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):

@@ -1,7 +1,8 @@
-"""Batch jobs behind the CLI and the notebooks: build data, train, evaluate, export."""
+"""Batch jobs behind the CLI and the notebooks: build data, train, evaluate, export, recommend."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import pathlib
 
@@ -12,8 +13,10 @@ from mmrec import train as train_lib
 from mmrec.data import sources
 from mmrec.data.pipeline import UserHistories
 from mmrec.evaluation import evaluate as eval_lib
+from mmrec.evaluation.metrics import masked_topk
 from mmrec.retrieval.export import export_bundle
 from mmrec.retrieval.user_tower import export_user_tower
+from mmrec.serving import tail
 
 
 def config_digest(config: ml_collections.ConfigDict) -> str:
@@ -22,6 +25,24 @@ def config_digest(config: ml_collections.ConfigDict) -> str:
 
 def build_data(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> pathlib.Path:
   return sources.build(config.data, workdir)
+
+
+def validation(config: ml_collections.ConfigDict) -> train_lib.Validate:
+  """Valid recall@20 of a model in training (the early-stopping metric)."""
+
+  def recall(model, data, items) -> float:
+    scorer = eval_lib.two_tower_scorer(model, data, items, split="valid",
+                                       history_len=config.data.history_len)
+    return eval_lib.evaluate(scorer, data, split="valid", ks=(20,),
+                             batch_size=config.eval.batch_size)["recall@20"]
+
+  return recall
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
+          on_log=None) -> train_lib.Trained:
+  """`mmrec.train.train`, validated on the valid split for early stopping."""
+  return train_lib.train(config, workdir, on_log, validate=validation(config))
 
 
 def evaluate(trained: train_lib.Trained, config: ml_collections.ConfigDict,
@@ -57,6 +78,77 @@ def export(trained: train_lib.Trained, config: ml_collections.ConfigDict,
                        user_tower=export_user_tower(trained.model, config.data.history_len,
                                                     np.asarray(catalog.item_id)),
                        tuning_queries=queries, tuning_query_source=f"user_tower:{split}")
+
+
+def user_ids(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
+             num_users: int) -> list[str]:
+  """Original user ids by user index: an import's user_ids.json, else the indices as text."""
+  from mmrec.data.importers.build import load_user_ids
+  return (load_user_ids(sources.dataset_path(config.data, workdir))
+          or [str(u) for u in range(num_users)])
+
+
+def recommend(trained: train_lib.Trained, config: ml_collections.ConfigDict,
+              workdir: str | pathlib.Path, out: str | pathlib.Path, *, k: int = 20,
+              split: str | None = None, users: list[str] | None = None,
+              beta: float | None = None) -> int:
+  """Writes each user's top-`k` unseen items to `out`, CSV or Parquet by its extension.
+
+  Columns `user_id`, `item_id` (original ids), `rank` (1 = best), `score`. Users: all,
+  or `users` (original ids, in that order). Scores, history and the seen items left out
+  are evaluation's on `split` (default `eval.split`); `beta` (default `eval.beta`)
+  calibrates the scores by training popularity (`mmrec.serving.tail.calibrate`).
+  Returns the number of rows written.
+  """
+  out, data = pathlib.Path(out), trained.data
+  if out.suffix not in (".csv", ".parquet"):
+    raise ValueError(f"--out {out}: the file name must end in .csv or .parquet")
+  if k < 1:
+    raise ValueError(f"k={k} must be at least 1")
+  split = split or config.eval.split
+  beta = float(config.eval.get("beta", 0.0) if beta is None else beta)
+  tail.check_knobs(beta, 0.0)
+  ids = user_ids(config, workdir, data.num_users)
+  index = {u: i for i, u in enumerate(ids)}
+  if users is None:
+    rows = np.arange(data.num_users)
+  else:
+    unknown = [u for u in users if u not in index]
+    if unknown:
+      raise ValueError(f"{len(unknown)} unknown user id(s), e.g. {unknown[:5]}")
+    rows = np.array([index[u] for u in dict.fromkeys(users)], np.int64)
+  scorer = eval_lib.two_tower_scorer(trained.model, data, trained.items, split=split,
+                                     history_len=config.data.history_len)
+  seen = eval_lib.items_by_user(eval_lib.seen_interactions(data, split), data.num_users)
+  popularity, k = data.train_counts(), min(k, data.num_items)
+  empty = np.zeros(0, np.int64)
+  parts = [(empty, empty, empty, np.zeros(0, np.float32))]
+  for start in range(0, len(rows), config.eval.batch_size):
+    batch = rows[start:start + config.eval.batch_size]
+    scores = tail.calibrate(scorer(batch), popularity, beta)
+    for r, u in enumerate(batch):
+      scores[r, seen[u]] = -np.inf
+    top = masked_topk(scores, None, k)  # equal scores: lower item index first
+    best = np.take_along_axis(scores, top, 1)
+    keep = np.isfinite(best)  # a user with fewer than k unseen items gets fewer rows
+    parts.append((np.repeat(batch, k)[keep.ravel()], top[keep],
+                  np.tile(np.arange(1, k + 1), len(batch))[keep.ravel()], best[keep]))
+  user, item, rank, score = (np.concatenate(c) for c in zip(*parts))
+  columns = {"user_id": np.asarray(ids, object)[user].tolist(),
+             "item_id": np.asarray(data.catalog.item_id).astype(str)[item].tolist(),
+             "rank": rank.astype(np.int32), "score": score.astype(np.float32)}
+  out.parent.mkdir(parents=True, exist_ok=True)
+  if out.suffix == ".parquet":
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    pq.write_table(pa.table(columns), out)
+  else:  # quoted only where an id needs it; scores in float32's shortest form
+    with open(out, "w", newline="", encoding="utf-8") as f:
+      writer = csv.writer(f)
+      writer.writerow(columns)
+      writer.writerows(zip(columns["user_id"], columns["item_id"], columns["rank"].tolist(),
+                           columns["score"].astype(str).tolist()))
+  return len(user)
 
 
 def update_bundle(trained: train_lib.Trained | None, config: ml_collections.ConfigDict,

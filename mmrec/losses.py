@@ -40,6 +40,66 @@ def sampled_softmax(user: jax.Array, item: jax.Array, item_ids: jax.Array, log_q
   return loss, {"loss": loss, "in_batch_accuracy": accuracy}
 
 
+def full_softmax(user: jax.Array, catalog: jax.Array, targets: jax.Array,
+                 target_mask: jax.Array, *, temperature: float = 1.0,
+                 exclude: jax.Array | None = None) -> tuple[jax.Array, dict]:
+  """Multinomial likelihood over the whole catalog (Mult-VAE's, Liang et al. 2018).
+
+  Every item is a negative of every user, so no sampling correction is needed:
+  loss = -(1/B) sum_i (1/|T_i|) sum_{j in T_i} log softmax_j(u_i . V^T / temperature).
+
+  Args:
+    user: [B, D]. catalog: [N, D], every item's embedding.
+    targets: int [B, T] item indices of each user's targets; target_mask: bool [B, T].
+    exclude: optional bool [N], items left out of the softmax (e.g. cold items).
+  Returns:
+    (mean loss over users with a target, metrics).
+  """
+  logits = user @ catalog.T / temperature
+  if exclude is not None:
+    logits = jnp.where(exclude[None, :], _MASKED, logits)
+  log_probs = jax.nn.log_softmax(logits, axis=-1)
+  picked = jnp.take_along_axis(log_probs, targets, axis=1)
+  m = target_mask.astype(jnp.float32)
+  per_user = -(picked * m).sum(1) / jnp.maximum(m.sum(1), 1.0)
+  has = (m.sum(1) > 0).astype(jnp.float32)
+  loss = (per_user * has).sum() / jnp.maximum(has.sum(), 1.0)
+  hit = ((logits.argmax(-1)[:, None] == targets) & target_mask).any(1)
+  return loss, {"loss": loss, "top1_hit": (hit * has).sum() / jnp.maximum(has.sum(), 1.0)}
+
+
+def mixed_negatives_softmax(user: jax.Array, item: jax.Array, item_ids: jax.Array,
+                            log_q: jax.Array, sampled: jax.Array, sampled_ids: jax.Array,
+                            num_items: int, *, temperature: float,
+                            mask_accidental_hits: bool = True) -> tuple[jax.Array, dict]:
+  """Softmax over in-batch negatives mixed with items drawn uniformly from the catalog
+  (Yang et al., "Mixed negative sampling", 2020), each source with its own logQ term.
+
+  The B in-batch candidates are the batch's positives, drawn with the data's item
+  probability q_j, so each is expected in a batch B q_j times: its logit gets
+  -log(B q_j). The M uniform candidates are each expected M/N times: -log(M/N).
+  Candidates equal to row i's positive (other than the positive itself) are masked.
+
+  Args:
+    user, item: [B, D] users and their positive items. item_ids: int [B]; log_q: [B].
+    sampled: [M, D] embeddings of the uniform negatives; sampled_ids: int [M].
+  """
+  b, m = item.shape[0], sampled.shape[0]
+  in_batch = user @ item.T / temperature - (jnp.log(b) + log_q)[None, :]
+  uniform = user @ sampled.T / temperature - jnp.log(m / num_items)
+  logits = jnp.concatenate([in_batch, uniform], axis=1)
+  if mask_accidental_hits:
+    ids = jnp.concatenate([item_ids, sampled_ids])
+    same = item_ids[:, None] == ids[None, :]
+    own = jnp.concatenate([jnp.eye(b, dtype=bool), jnp.zeros((b, m), bool)], axis=1)
+    logits = jnp.where(same & ~own, _MASKED, logits)
+  labels = jnp.arange(b)
+  log_probs = jax.nn.log_softmax(logits, axis=-1)
+  loss = -log_probs[labels, labels].mean()
+  accuracy = (logits.argmax(-1) == labels).mean()
+  return loss, {"loss": loss, "in_batch_accuracy": accuracy}
+
+
 def masked_token_cross_entropy(logits: jax.Array, targets: jax.Array,
                                weights: jax.Array) -> tuple[jax.Array, dict]:
   """Masked-token prediction: cross-entropy at the positions where `weights` > 0.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import pathlib
 import shutil
 import time
@@ -27,7 +28,7 @@ from flax import nnx
 from mmrec import losses, parallel
 from mmrec.checkpoint import Checkpointer
 from mmrec.data import sources
-from mmrec.data.pipeline import ItemTable, UserHistories, training_batches
+from mmrec.data.pipeline import ItemTable, UserHistories, profile_batches, training_batches
 from mmrec.data.schema import RecDataset
 from mmrec.models.towers import ENCODED_KEYS, TwoTower, encode_all
 from mmrec.train_step import make_train_step
@@ -118,6 +119,18 @@ def make_optimizer(cfg: ml_collections.ConfigDict) -> optax.GradientTransformati
 
 
 @dataclasses.dataclass
+class Validation:
+  """Early stopping: `fn(model)` -> the validation metric (higher is better), run every
+  `every` steps and at the end; training stops after `patience` runs without a new best.
+  The best step's checkpoint is kept (WORKDIR/best.json names it) for `restore`."""
+
+  every: int
+  fn: Callable[[nnx.Module], float]
+  patience: int = 0  # 0: never stop early
+  name: str = "valid/recall@20"
+
+
+@dataclasses.dataclass
 class Refresh:
   """Non-trained state recomputed every `every` steps, before that step: `fn(model, inputs)`."""
 
@@ -128,10 +141,14 @@ class Refresh:
 
 def fit(model: nnx.Module, loss_fn: LossFn, batches: grain.MapDataset,
         config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
-        on_log: Callable[[int, dict], None] | None = None, refresh: Refresh | None = None) -> int:
+        on_log: Callable[[int, dict], None] | None = None, refresh: Refresh | None = None,
+        constants: dict | None = None, validation: Validation | None = None) -> int:
   """Train `model` in place for `config.train.steps`, resuming from WORKDIR/checkpoints.
 
-  `batches[step]` is the process-local batch of `step`. Returns the final step.
+  `batches[step]` is the process-local batch of `step`; `constants` (e.g. the whole
+  catalog's features) are put on the devices once, replicated, and passed to the loss
+  as `batch["catalog"]`. With `validation`, the model is left at its best step. Returns
+  the step the model is at.
   """
   cfg = config.train
   workdir = pathlib.Path(workdir)
@@ -143,9 +160,11 @@ def fit(model: nnx.Module, loss_fn: LossFn, batches: grain.MapDataset,
   state = jax.device_put(state, state_sharding)
 
   ckpt = Checkpointer(workdir / "checkpoints", every=cfg.checkpoint_every, keep=cfg.keep_checkpoints)
-  start = 0
+  start, best = 0, read_best(workdir)
   if (restored := ckpt.restore(state)) is not None:
     start, state, _ = restored
+  if constants is not None:
+    constants = jax.device_put(constants, parallel.replicated(mesh))
 
   train_step = make_train_step(graphdef, loss_fn, config, mesh, state_sharding)
 
@@ -166,15 +185,36 @@ def fit(model: nnx.Module, loss_fn: LossFn, batches: grain.MapDataset,
   bar = tqdm.tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not lead,
                   desc=config.get("name", "train"), dynamic_ncols=True)
   tick, examples = time.perf_counter(), 0
+  done, stale = start, 0
   try:
     for step in bar:
       if refresh and step % refresh.every == 0:
         state = refresh_step(state, refresh_inputs)
       batch = parallel.shard_batch(next(batch_iter), mesh)
+      if constants is not None:
+        batch["catalog"] = constants
       state, metrics = train_step(state, batch, jax.random.fold_in(key, step))
       examples += cfg.batch_size
       done = step + 1
-      ckpt.save(done, state, {"step": done}, force=done == cfg.steps)
+      improved = False
+      if validation and (done % validation.every == 0 or done == cfg.steps):
+        nnx.update((model, optimizer), state)
+        value = float(validation.fn(model))
+        improved = best is None or value > best["value"]
+        stale = 0 if improved else stale + 1
+        if improved:
+          best = {"step": done, "value": value, "metric": validation.name}
+        if writer:
+          writer.add_scalar(validation.name, value, done)
+          writer.flush()
+        bar.set_postfix(valid=f"{value:.4f}", best=f"{best['value']:.4f}@{best['step']}")
+      stop = bool(validation and validation.patience and stale >= validation.patience)
+      # the best step is saved (and kept: keep_best) before best.json names it
+      ckpt.save(done, state, {"step": done}, force=done == cfg.steps or improved or stop,
+                metrics={"value": value} if improved else None)
+      if improved and lead:
+        ckpt.wait()
+        write_best(workdir, best)
       if done % cfg.log_every == 0 or done == cfg.steps:
         logged = {k: float(v) for k, v in jax.device_get(metrics).items()}
         logged["learning_rate"] = float(schedule(step))
@@ -186,12 +226,34 @@ def fit(model: nnx.Module, loss_fn: LossFn, batches: grain.MapDataset,
             writer.add_scalar(f"train/{k}", v, done)
         if on_log:
           on_log(done, logged)
+      if stop:
+        print(f"early stop at step {done}: {validation.name} has not improved for "
+              f"{validation.patience} validations (best {best['value']:.4f} at {best['step']})")
+        break
+    if validation and best and best["step"] != done:  # leave the model at its best step
+      done, state, _ = ckpt.restore(state, step=best["step"])
   finally:  # pending asynchronous saves complete even when the loop is interrupted
     ckpt.close()
     if writer:
       writer.close()
   nnx.update((model, optimizer), state)
-  return max(start, cfg.steps)
+  return done
+
+
+BEST_FILE = "best.json"
+
+
+def read_best(workdir: str | pathlib.Path) -> dict | None:
+  """WORKDIR/best.json: the step with the best validation metric, if validated."""
+  path = pathlib.Path(workdir) / BEST_FILE
+  return json.loads(path.read_text()) if path.exists() else None
+
+
+def write_best(workdir: str | pathlib.Path, best: dict) -> None:
+  path = pathlib.Path(workdir) / BEST_FILE
+  tmp = path.with_suffix(".tmp")
+  tmp.write_text(json.dumps(best))
+  tmp.replace(path)  # atomic: a killed run leaves the old or the new file
 
 
 def create_model(config: ml_collections.ConfigDict, data: RecDataset) -> TwoTower:
@@ -200,17 +262,56 @@ def create_model(config: ml_collections.ConfigDict, data: RecDataset) -> TwoTowe
                   rngs=nnx.Rngs(config.seed))
 
 
-def two_tower_loss(config: ml_collections.ConfigDict) -> LossFn:
-  """Sampled softmax over the in-batch items, with ID dropout on warm items."""
+OBJECTIVES = ("next_item", "profile")
+
+
+def objective(config: ml_collections.ConfigDict) -> str:
+  name = config.train.get("objective", "next_item")
+  if name not in OBJECTIVES:
+    raise ValueError(f"train.objective={name!r}: choose from {OBJECTIVES}")
+  return name
+
+
+def _id_keep(key: jax.Array, warm: jax.Array, id_dropout: float) -> jax.Array:
+  return warm & (jax.random.uniform(key, warm.shape) >= id_dropout)
+
+
+def two_tower_loss(config: ml_collections.ConfigDict, num_warm: int = 0) -> LossFn:
+  """The loss of `train.objective`:
+  - next_item: sampled softmax over the in-batch items (plus `train.uniform_negatives`
+    items drawn uniformly from the `num_warm` warm items, each source with its logQ
+    term), with ID dropout on warm items;
+  - profile: full softmax over every warm item of the catalog (`batch["catalog"]`) for
+    the held-out items of each user's profile. The history items are embedded by the
+    same item tower in the same pass (with gradient), the targets with ID dropout.
+    Cold items are left out of the softmax: unobserved, not negative."""
+  cfg = config.train
+  if objective(config) == "profile":
+    def profile_loss(model: TwoTower, batch: dict, key: jax.Array):
+      catalog = batch["catalog"]
+      full = model.embed_items(catalog, catalog["warm"]).astype(jnp.float32)
+      dropped = full if not config.model.id_dropout else model.embed_items(
+          catalog, _id_keep(key, catalog["warm"], config.model.id_dropout)).astype(jnp.float32)
+      users = parallel.constrain_batch(model.embed_users(batch, catalog=full).astype(jnp.float32))
+      return losses.full_softmax(users, dropped, batch["targets"], batch["target_mask"],
+                                 temperature=cfg.temperature,
+                                 exclude=~catalog["warm"])
+    return profile_loss
 
   def loss_fn(model: TwoTower, batch: dict, key: jax.Array):
-    keep = batch["warm"] & (jax.random.uniform(key, batch["warm"].shape) >= config.model.id_dropout)
+    keep = _id_keep(key, batch["warm"], config.model.id_dropout)
     # float32 logits under bf16 compute; embeddings stay split over the batch axes
     users = parallel.constrain_batch(model.embed_users(batch).astype(jnp.float32))
     items = parallel.constrain_batch(model.embed_items(batch, keep).astype(jnp.float32))
+    if "negatives" in batch:
+      neg = batch["negatives"]
+      sampled = model.embed_items(neg, _id_keep(jax.random.fold_in(key, 1), neg["warm"],
+                                                config.model.id_dropout)).astype(jnp.float32)
+      return losses.mixed_negatives_softmax(users, items, batch["item"], batch["log_q"],
+                                            sampled, neg["item"], num_warm,
+                                            temperature=cfg.temperature)
     return losses.sampled_softmax(users, items, batch["item"], batch["log_q"],
-                                  temperature=config.train.temperature,
-                                  logq_weight=config.train.logq_weight)
+                                  temperature=cfg.temperature, logq_weight=cfg.logq_weight)
 
   return loss_fn
 
@@ -248,35 +349,68 @@ def with_frozen_features(model: TwoTower, items: ItemTable,
   return dataclasses.replace(items, encoded=encoded)
 
 
+Validate = Callable[[TwoTower, RecDataset, ItemTable], float]  # higher is better
+
+
 def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
-          on_log: Callable[[int, dict], None] | None = None) -> Trained:
+          on_log: Callable[[int, dict], None] | None = None,
+          validate: Validate | None = None) -> Trained:
+  """Train the two-tower of `config` in `workdir` (resuming). With `validate`, it runs
+  every `train.validate_every` steps, training stops after `train.patience` runs without
+  a new best, and the best step is the one kept and returned."""
+  cfg = config.train
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   if jax.process_index() == 0:
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
   model, data, items = prepare(config, workdir)
-  items = with_frozen_features(model, items, config.train)
+  items = with_frozen_features(model, items, cfg)
   if jax.process_index() == 0:  # checkpoints come with the model's tokenizer
     shutil.copyfile(sources.tokenizer_path(data, config.data), workdir / "tokenizer.json")
   mesh = parallel.make_mesh(config.mesh)
-  local_batch = parallel.check_batch_size(config.train.batch_size, mesh)
-  batches = training_batches(UserHistories(data.splits["train"], config.data.history_len), items,
-                             batch_size=local_batch, seed=config.seed,
-                             process_index=jax.process_index(), process_count=jax.process_count())
-  refresh = Refresh(config.train.cache_refresh_every, TwoTower.refresh_item_cache,
-                    items.features(np.arange(data.num_items)))
-  step = fit(model, two_tower_loss(config), batches, config, workdir, on_log, refresh)
+  local_batch = parallel.check_batch_size(cfg.batch_size, mesh)
+  histories = UserHistories(data.splits["train"], config.data.history_len)
+  shard = dict(seed=config.seed, process_index=jax.process_index(),
+               process_count=jax.process_count())
+  refresh = constants = None
+  if objective(config) == "profile":
+    batches = profile_batches(histories, batch_size=local_batch,
+                              history_len=config.data.history_len, holdout=cfg.holdout,
+                              targets=cfg.get("targets", "held_out"), **shard)
+    constants = catalog_features(items)
+  else:
+    batches = training_batches(histories, items, batch_size=local_batch,
+                               uniform_negatives=cfg.get("uniform_negatives", 0), **shard)
+    refresh = Refresh(cfg.cache_refresh_every, TwoTower.refresh_item_cache,
+                      items.features(np.arange(data.num_items)))
+  validation = None
+  if validate is not None and cfg.get("validate_every", 0):
+    validation = Validation(cfg.validate_every, lambda m: validate(m, data, items),
+                            patience=cfg.get("patience", 0))
+  loss = two_tower_loss(config, num_warm=int(items.warm.sum()))
+  step = fit(model, loss, batches, config, workdir, on_log, refresh, constants, validation)
   return Trained(model, data, items, step)
 
 
+def catalog_features(items: ItemTable) -> dict[str, np.ndarray]:
+  """Every item's model inputs, for losses over the whole catalog. Raw images are left
+  out (as [N, 0]) when the image encoder's outputs are cached: the tower reads those."""
+  features = items.features(np.arange(len(items.warm)))
+  if ENCODED_KEYS["image"] in features:
+    features["image"] = np.zeros((len(items.warm), 0), np.uint8)
+  return features
+
+
 def restore(workdir: str | pathlib.Path, config: ml_collections.ConfigDict) -> Trained:
-  """The two-tower trained in `workdir` with `config`, at its latest checkpoint."""
+  """The two-tower trained in `workdir` with `config`: at its best validated step
+  (WORKDIR/best.json) if it was validated, else at its latest checkpoint."""
   workdir = pathlib.Path(workdir)
   model, data, items = prepare(config, workdir, warm_start=False)
   optimizer = nnx.Optimizer(model, make_optimizer(config.train), wrt=nnx.Param)
   state = nnx.state((model, optimizer))
   ckpt = Checkpointer(workdir / "checkpoints", every=1, keep=config.train.keep_checkpoints)
-  restored = ckpt.restore(state)
+  best = read_best(workdir)
+  restored = ckpt.restore(state, step=best["step"] if best else None)
   ckpt.close()
   if restored is None:
     raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'}: train first")

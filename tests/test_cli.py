@@ -1,7 +1,10 @@
 """The `mmrec` command line, run as a user would."""
 
+import json
 import subprocess
 import sys
+
+import pytest
 
 from mmrec import cli
 
@@ -40,3 +43,30 @@ def test_data_build_prints_the_report(tmp_path):
   assert out.returncode == 0, out.stderr[-2000:]
   assert (tmp_path / "data" / "shop_tiny_seed3" / "meta.json").exists()
   assert "interactions" in out.stdout and "gini" in out.stdout
+
+
+def test_evaluate_applies_safe_overrides_on_the_trained_config(tiny_workdir):
+  saved = (tiny_workdir / "config.json").read_text()
+  out = mmrec("evaluate", f"--workdir={tiny_workdir}", "--config.eval.split=valid",
+              "--config.model.embed_dim=32")  # the trained value: allowed
+  assert out.returncode == 0, out.stderr[-3000:]
+  metrics = json.loads((tiny_workdir / "metrics.json").read_text())
+  assert metrics["split"] == "valid" and metrics["config"]["eval"]["split"] == "valid"
+  assert (tiny_workdir / "config.json").read_text() == saved
+
+
+@pytest.mark.parametrize("command, override, has", [
+    ("evaluate", "--config.model.embed_dim=128", "32"),
+    ("recommend", "--config.data.protocol=random", '"leave_last_out"'),
+    ("export", "--config.train.steps=5", "20")])
+def test_run_commands_refuse_overrides_that_contradict_the_model(tiny_workdir, tmp_path,
+                                                                 command, override, has):
+  metrics = tiny_workdir / "metrics.json"
+  before = metrics.stat().st_mtime_ns if metrics.exists() else None
+  out = mmrec(command, f"--workdir={tiny_workdir}", override, f"--out={tmp_path / 'r.csv'}")
+  assert out.returncode != 0
+  assert (f"mmrec {command}: {override} contradicts the model trained in {tiny_workdir} "
+          f"(config.json has {has}); retrain or drop the override\n") in out.stderr
+  assert "Traceback" not in out.stderr
+  assert (metrics.stat().st_mtime_ns if metrics.exists() else None) == before
+  assert not (tmp_path / "r.csv").exists()

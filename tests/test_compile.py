@@ -65,18 +65,29 @@ def test_train_step_compiles_for_a_tpu_topology(report):
   assert report["mfu"] == pytest.approx(report["flops"] / (report["step_seconds"] * peak))
 
 
+@pytest.mark.parametrize("objective", ["next_item", "profile"])
 @pytest.mark.parametrize("frozen", [(), ("text", "image")])
-def test_abstract_batch_matches_the_pipeline(tiny_config, frozen, tmp_path):
+def test_abstract_batch_matches_the_pipeline(tiny_config, frozen, objective, tmp_path):
   from jax.sharding import AbstractMesh, AxisType
   from mmrec import compile as aot, parallel, train as train_lib
-  from mmrec.data.pipeline import UserHistories, training_batches
+  from mmrec.data.pipeline import UserHistories, profile_batches, training_batches
   tiny_config.train.frozen_encoders = frozen
+  tiny_config.train.objective = objective
   model, data, items = train_lib.prepare(tiny_config, tmp_path)
   items = train_lib.with_frozen_features(model, items, tiny_config.train)
-  real = training_batches(UserHistories(data.splits["train"], tiny_config.data.history_len), items,
-                          batch_size=tiny_config.train.batch_size, seed=0)[0]
+  histories = UserHistories(data.splits["train"], tiny_config.data.history_len)
+  b = tiny_config.train.batch_size
+  if objective == "profile":
+    real = profile_batches(histories, batch_size=b, history_len=tiny_config.data.history_len,
+                           holdout=0.2, seed=0)[0]
+    real["catalog"] = train_lib.catalog_features(items)
+    tiny_config.compile = dict(num_items=data.num_items)
+  else:
+    real = training_batches(histories, items, batch_size=b, seed=0)[0]
   mesh = AbstractMesh((1, 1, 1), parallel.AXES, axis_types=(AxisType.Auto,) * 3)
   abstract = aot.abstract_batch(tiny_config, mesh)
+  flat = lambda tree: {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(tree)}
+  abstract, real = flat(abstract), flat(real)
   assert abstract.keys() == real.keys()
   for k, v in real.items():
     assert (abstract[k].shape, abstract[k].dtype) == (v.shape, jax.numpy.dtype(v.dtype)), k

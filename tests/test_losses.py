@@ -124,3 +124,69 @@ def test_sigmoid_contrastive_matches_reference():
   loss, _ = losses.sigmoid_contrastive(jnp.asarray(image), jnp.asarray(text),
                                        jnp.asarray(log_t, jnp.float32), jnp.asarray(bias))
   np.testing.assert_allclose(float(loss), total / b, rtol=1e-5)
+
+
+def reference_full_softmax(user, catalog, targets, mask, temperature, exclude):
+  """Per user: the mean over its targets of -log softmax over the non-excluded items."""
+  per_user = []
+  for i in range(len(user)):
+    picked = [t for t, m in zip(targets[i], mask[i]) if m]
+    if not picked:
+      continue
+    z = {j: float(np.dot(user[i], catalog[j])) / temperature
+         for j in range(len(catalog)) if not exclude[j]}
+    zs = np.array(list(z.values()))
+    log_norm = zs.max() + np.log(np.exp(zs - zs.max()).sum())
+    per_user.append(np.mean([log_norm - z[t] for t in picked]))
+  return np.mean(per_user)
+
+
+def test_full_softmax_matches_reference():
+  rng = np.random.default_rng(1)
+  b, n, d = 5, 11, 4
+  user = rng.normal(size=(b, d)).astype(np.float32)
+  catalog = rng.normal(size=(n, d)).astype(np.float32)
+  exclude = np.zeros(n, bool)
+  exclude[[2, 7]] = True  # e.g. cold items: out of the softmax
+  targets = rng.choice([0, 1, 3, 4, 5, 6, 8, 9, 10], size=(b, 3)).astype(np.int32)
+  mask = np.array([[1, 1, 0], [1, 0, 0], [0, 0, 0], [1, 1, 1], [0, 1, 0]], bool)  # user 2: none
+  loss, metrics = losses.full_softmax(jnp.asarray(user), jnp.asarray(catalog),
+                                      jnp.asarray(targets), jnp.asarray(mask),
+                                      temperature=0.7, exclude=jnp.asarray(exclude))
+  expected = reference_full_softmax(user, catalog, targets, mask, 0.7, exclude)
+  np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+  assert 0.0 <= float(metrics["top1_hit"]) <= 1.0
+
+
+def reference_mixed(user, item, ids, log_q, sampled, sampled_ids, num_items, temperature):
+  """Candidates: the batch's positives (logit - log(B q_j)) and the uniform samples
+  (logit - log(M / N)); any candidate equal to row i's positive, other than the
+  positive's own column, is dropped."""
+  b, m = len(ids), len(sampled_ids)
+  total = 0.0
+  for i in range(b):
+    zs = []
+    for j in range(b):
+      if j == i or ids[j] != ids[i]:
+        zs.append(float(np.dot(user[i], item[j])) / temperature - np.log(b * np.exp(log_q[j])))
+    for j in range(m):
+      if sampled_ids[j] != ids[i]:
+        zs.append(float(np.dot(user[i], sampled[j])) / temperature - np.log(m / num_items))
+    positive = float(np.dot(user[i], item[i])) / temperature - np.log(b * np.exp(log_q[i]))
+    zs = np.array(zs)
+    total += zs.max() + np.log(np.exp(zs - zs.max()).sum()) - positive
+  return total / b
+
+
+def test_mixed_negatives_softmax_matches_reference():
+  rng = np.random.default_rng(2)
+  b, m, d, n = 6, 5, 4, 40
+  user, item = (rng.normal(size=(b, d)).astype(np.float32) for _ in range(2))
+  sampled = rng.normal(size=(m, d)).astype(np.float32)
+  ids = np.array([3, 1, 3, 4, 8, 1], np.int32)
+  sampled_ids = np.array([1, 20, 3, 33, 5], np.int32)  # 1 and 3 are also positives
+  log_q = np.log(rng.uniform(0.01, 0.2, size=b)).astype(np.float32)
+  loss, _ = losses.mixed_negatives_softmax(
+      *map(jnp.asarray, (user, item, ids, log_q, sampled, sampled_ids)), n, temperature=0.3)
+  expected = reference_mixed(user, item, ids, log_q, sampled, sampled_ids, n, 0.3)
+  np.testing.assert_allclose(float(loss), expected, rtol=1e-5)

@@ -65,13 +65,15 @@ def get_config(arg: str = "small") -> ml_collections.ConfigDict:
   c.data.size = size
   c.data.seed = 0
   c.data.data_dir = ""  # "" means WORKDIR/data
-  c.data.protocol = "leave_last_out"  # or random | temporal | cold_items (mmrec.data.split)
+  c.data.protocol = "leave_last_out"  # or random, temporal, cold_items, given (mmrec.data.split)
   c.data.split = ml_collections.ConfigDict()  # each protocol reads the options it takes
   c.data.split.ratios = (0.8, 0.1, 0.1)  # random: train/valid/test shares per user
   c.data.split.quantiles = (0.8, 0.9)  # temporal: valid and test cuts as quantiles of time
   c.data.split.cut_times = None  # temporal: explicit (valid, test) cut timestamps instead
   c.data.split.cold_share = 0.2  # cold_items: share of items held out whole
   c.data.split.cold_valid_share = 0.5  # cold_items: share of held-out items in valid (rest test)
+  # given: the split files of an import, as RecBole's benchmark_filename (NAME.train.inter, ...)
+  c.data.split.benchmark_filename = ("train", "valid", "test")
   c.data.vocab_size = 4000  # rows of the token embedding (at least the tokenizer's vocabulary)
   c.data.tokenizer = ""  # "": the dataset's own WordPiece; "minilm" or a tokenizer.json path
   c.data.image_size = 64
@@ -107,6 +109,8 @@ def get_config(arg: str = "small") -> ml_collections.ConfigDict:
   c.model.id_buckets = 0  # 0: twice the catalog size
   c.model.id_dropout = 0.5  # drop the ID path for this share of warm items, so content learns alone
   c.model.use_text = c.model.use_image = c.model.use_id = True
+  c.model.use_bag = False  # a bag of the item text's tokens beside the text encoder
+  c.model.normalize = True  # L2-normalised towers (scores are cosines / temperature)
   c.model.text = dict(  # mmrec.models.text.TextEncoder options (BERT: see MINILM_TEXT)
       width=32 if tiny else 64, layers=1 if tiny else 2, heads=2 if tiny else 4,
       mlp_dim=64 if tiny else 128, max_positions=0, type_vocab_size=0, embed_norm=False,
@@ -115,8 +119,10 @@ def get_config(arg: str = "small") -> ml_collections.ConfigDict:
   # Encoders from pretrained weights (mmrec.warm_start): a `mmrec pretrain` WORKDIR for both,
   # or per encoder (text: also a BERT-family checkpoint dir or "minilm"); "" = random init.
   c.model.warm_start = dict(checkpoint="", text="", image="", step=0)
-  c.model.user = dict(width=32 if tiny else 64, layers=1, heads=2 if tiny else 4,
-                      mlp_dim=64 if tiny else 128)
+  # kind: "sequence" (a Transformer over the last data.history_len items) or "profile"
+  # (the whole profile pooled, mmrec.models.towers.ProfileTower; layers/heads unused)
+  c.model.user = dict(kind="sequence", width=32 if tiny else 64, layers=1,
+                      heads=2 if tiny else 4, mlp_dim=64 if tiny else 128)
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 64 if tiny else 256
@@ -130,6 +136,14 @@ def get_config(arg: str = "small") -> ml_collections.ConfigDict:
   # Encoders ("text", "image") fixed for the whole run: their outputs are computed once per
   # item and read from the item table (mmrec.train.with_frozen_features).
   c.train.frozen_encoders = ()
+  # "next_item": predict each interaction from the ones before it (sampled softmax);
+  # "profile": predict held-out items of a user's profile from the rest (full softmax).
+  c.train.objective = "next_item"
+  c.train.holdout = 0.2  # profile: share of each profile held out as targets per step
+  c.train.targets = "held_out"  # profile: predict the held-out items, or "all" (Mult-DAE)
+  c.train.uniform_negatives = 0  # next_item: extra negatives drawn uniformly per batch
+  c.train.validate_every = 0  # >0: valid recall@20 every N steps, early stopping, best kept
+  c.train.patience = 0  # validations without a new best before stopping (0: never)
   c.train.temperature = 0.05
   c.train.logq_weight = 0.5  # 1: full logQ correction, 0: none (see mmrec.losses.sampled_softmax)
   c.train.cache_refresh_every = 10 if tiny else 50  # steps between item-cache refreshes (user tower input)
@@ -155,6 +169,9 @@ def get_config(arg: str = "small") -> ml_collections.ConfigDict:
   c.eval.split = "test"
   c.eval.ks = (10, 20, 50)
   c.eval.batch_size = 256
+  # `mmrec recommend`: score - beta * ln(1 + training popularity) (mmrec.serving.tail);
+  # evaluation itself ranks by the raw scores.
+  c.eval.beta = 0.0
   return with_variant(c, variant)
 
 

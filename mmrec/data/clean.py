@@ -45,21 +45,7 @@ def validate(catalog: Catalog, interactions: Interactions,
   """
   _check_catalog(catalog)
   n, m = len(catalog), len(interactions)
-  user, item, ts = interactions.user, interactions.item, interactions.timestamp
-  reason = np.full(m, -1, np.int8)
-  bad = (
-      (item < 0) | (item >= n),
-      (user < 0) | (user >= num_users if num_users is not None else False),
-      (ts < 0) | (ts > MAX_TIMESTAMP),
-  )
-  for r, mask in enumerate(bad):
-    reason[(reason < 0) & mask] = r
-  ok = np.flatnonzero(reason < 0)
-  keys = np.stack([user[ok].astype(np.int64), item[ok].astype(np.int64), ts[ok]], axis=1)
-  _, first = np.unique(keys, axis=0, return_index=True)
-  duplicate = np.ones(len(ok), bool)
-  duplicate[first] = False
-  reason[ok[duplicate]] = DROP_REASONS.index("duplicate")
+  reason = drop_reasons(n, interactions, num_users)
   rows = {r: np.flatnonzero(reason == i) for i, r in enumerate(DROP_REASONS)}
 
   titles = [str(t) for t in catalog.title]
@@ -82,6 +68,27 @@ def validate(catalog: Catalog, interactions: Interactions,
   }
   cleaned = dataclasses.replace(catalog, title=np.array(titles, dtype=str), image=images)
   return cleaned, interactions.take(reason < 0), report
+
+
+def drop_reasons(num_items: int, interactions: Interactions,
+                 num_users: int | None = None) -> np.ndarray:
+  """Per interaction row, the index in DROP_REASONS of why `validate` drops it (-1: kept)."""
+  user, item, ts = interactions.user, interactions.item, interactions.timestamp
+  reason = np.full(len(interactions), -1, np.int8)
+  bad = (
+      (item < 0) | (item >= num_items),
+      (user < 0) | (user >= num_users if num_users is not None else False),
+      (ts < 0) | (ts > MAX_TIMESTAMP),
+  )
+  for r, mask in enumerate(bad):
+    reason[(reason < 0) & mask] = r
+  ok = np.flatnonzero(reason < 0)
+  keys = np.stack([user[ok].astype(np.int64), item[ok].astype(np.int64), ts[ok]], axis=1)
+  _, first = np.unique(keys, axis=0, return_index=True)
+  duplicate = np.ones(len(ok), bool)
+  duplicate[first] = False
+  reason[ok[duplicate]] = DROP_REASONS.index("duplicate")
+  return reason
 
 
 def format_report(report: dict[str, Any]) -> str:

@@ -36,7 +36,8 @@ def build_dataset(data_dir: str | pathlib.Path, name: str, catalog: Catalog,
                   num_users: int | None = None, extra_meta: dict[str, Any] | None = None,
                   truth: dict[str, np.ndarray] | None = None,
                   extra_files: dict[str, str] | None = None,
-                  split_options: dict[str, Any] | None = None) -> pathlib.Path:
+                  split_options: dict[str, Any] | None = None,
+                  given_split: np.ndarray | None = None) -> pathlib.Path:
   """Cleans, splits and writes a dataset to `data_dir/name`, replacing any earlier one.
 
   Args:
@@ -53,12 +54,18 @@ def build_dataset(data_dir: str | pathlib.Path, name: str, catalog: Catalog,
     truth: arrays saved to truth.npz (numeric, no pickle).
     extra_files: more text files for the directory, name -> content (e.g. the
       importers' user_ids.json and report.json).
+    given_split: for protocol "given", each row's split (0 train, 1 valid, 2 test),
+      kept through validation.
 
   Returns:
     The dataset directory.
   """
   if not _NAME.match(name):
     raise ValueError(f"dataset name {name!r} must match {_NAME.pattern}")
+  given = {}
+  if given_split is not None:  # the rows validate keeps, with their given split
+    kept = clean.drop_reasons(len(catalog), interactions, num_users) < 0
+    given = {"given": np.asarray(given_split)[kept]}
   catalog, interactions, cleaning = clean.validate(catalog, interactions, num_users)
   if not len(catalog) or not len(interactions):
     raise ValueError(f"dataset {name!r} has no items or no usable interactions:\n"
@@ -73,7 +80,7 @@ def build_dataset(data_dir: str | pathlib.Path, name: str, catalog: Catalog,
     if v.dtype == object:
       raise ValueError(f"truth[{k!r}] has dtype object; truth.npz holds numeric arrays only")
   split_options = dict(split_options or {})
-  splits, is_cold = split_lib.split(interactions, protocol, is_new, seed, **split_options)
+  splits, is_cold = split_lib.split(interactions, protocol, is_new, seed, **split_options, **given)
   tokenizer = Tokenizer.train(catalog.text(), vocab_size)
   meta = {
       "name": name, "seed": int(seed), "protocol": protocol,

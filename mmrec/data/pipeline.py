@@ -1,7 +1,8 @@
 """Input pipeline: grain batches of (user history, positive item features).
 
 Item features (tokens, decoded image) live in an in-memory `ItemTable`; the
-training interactions are the grain source. A batch is a pure function of
+training interactions (next-item objective, `training_batches`) or the users
+(whole-profile objective, `profile_batches`) are the grain source. A batch is a pure function of
 (seed, step), so a restarted run continues with exactly the batches it would
 have seen, and each process of a multi-host job reads its own disjoint shard.
 """
@@ -74,19 +75,80 @@ class UserHistories:
 
 
 def training_batches(histories: UserHistories, items: ItemTable, *, batch_size: int, seed: int,
-                     process_index: int = 0, process_count: int = 1) -> grain.MapDataset:
+                     process_index: int = 0, process_count: int = 1,
+                     uniform_negatives: int = 0) -> grain.MapDataset:
   """An endless, per-epoch reshuffled MapDataset of training batches; `ds[step]` is batch `step`.
 
-  Rows are dealt to processes round-robin; `batch_size` is the per-process batch.
+  Rows are dealt to processes round-robin; `batch_size` is the per-process batch. With
+  `uniform_negatives` = M > 0, each batch also holds the features of M items drawn
+  uniformly (with replacement) from the warm items, under "negatives".
   """
+  warm = np.flatnonzero(items.warm)
 
-  def make_batch(rows: np.ndarray) -> dict[str, np.ndarray]:
+  def make_batch(rows: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
     history, mask = histories.before(rows)
-    return {"history": history, "history_mask": mask, **items.features(histories.rows.item[rows]),
-            "example": rows.astype(np.int32)}  # row in `histories`: which examples were read
+    batch = {"history": history, "history_mask": mask,
+             **items.features(histories.rows.item[rows]),
+             "example": rows.astype(np.int32)}  # row in `histories`: which examples were read
+    if uniform_negatives:
+      batch["negatives"] = items.features(rng.choice(warm, uniform_negatives))
+    return batch
 
   ds = grain.MapDataset.range(len(histories))[process_index::process_count]
   if len(ds) < batch_size:
     raise ValueError(f"{len(ds)} training interactions per process is less than one batch "
                      f"(train.batch_size={batch_size * process_count} over {process_count} processes)")
-  return ds.shuffle(seed=seed).repeat().batch(batch_size, drop_remainder=True).map(make_batch)
+  return (ds.shuffle(seed=seed).repeat().batch(batch_size, drop_remainder=True)
+          .random_map(make_batch, seed=seed))
+
+
+def profile_batches(histories: UserHistories, *, batch_size: int, history_len: int,
+                    holdout: float, targets: str = "held_out", seed: int,
+                    process_index: int = 0, process_count: int = 1) -> grain.MapDataset:
+  """Whole-profile batches (denoising, as Mult-DAE): `ds[step]` holds `batch_size` users.
+
+  Each user's train items are split at random: a share `holdout` (at least one item)
+  become the targets, the rest the history, so the model learns to complete a profile
+  from the other items of it, as it is evaluated. `targets="all"` predicts the whole
+  profile (Mult-DAE's reconstruction) instead. Profiles longer than `history_len` keep a
+  random `history_len` of each part. The split of a batch is a pure function of
+  (seed, step).
+  """
+  if targets not in ("held_out", "all"):
+    raise ValueError(f"train.targets={targets!r}: choose 'held_out' or 'all'")
+  if not 0 < holdout < 1:
+    raise ValueError(f"train.holdout={holdout} must be in (0, 1)")
+  starts = np.flatnonzero(np.r_[True, histories.rows.user[1:] != histories.rows.user[:-1]])
+  bounds = np.r_[starts, len(histories.rows)]
+  items = histories.rows.item
+
+  def pad(values: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    if len(values) > history_len:
+      values = rng.choice(values, history_len, replace=False)
+    out = np.zeros(history_len, np.int32)
+    out[:len(values)] = values
+    return out, np.arange(history_len) < len(values)
+
+  def make_batch(users: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    rows = {"history": [], "history_mask": [], "targets": [], "target_mask": []}
+    for u in users:
+      profile = items[bounds[u]:bounds[u + 1]]
+      held = rng.random(len(profile)) < holdout
+      if not held.any():
+        held[rng.integers(len(profile))] = True
+      if held.all() and len(profile) > 1:
+        held[rng.integers(len(profile))] = False
+      for key, part in (("history", profile[~held]),
+                        ("targets", profile if targets == "all" else profile[held])):
+        values, mask = pad(part, rng)
+        rows[key].append(values)
+        rows["history_mask" if key == "history" else "target_mask"].append(mask)
+    return {k: np.stack(v) for k, v in rows.items()}
+
+  ds = grain.MapDataset.range(len(starts))[process_index::process_count]
+  if len(ds) < batch_size:
+    raise ValueError(f"{len(ds)} training users per process is less than one batch "
+                     f"(train.batch_size={batch_size * process_count} over {process_count} "
+                     f"processes)")
+  return (ds.shuffle(seed=seed).repeat().batch(batch_size, drop_remainder=True)
+          .random_map(make_batch, seed=seed))

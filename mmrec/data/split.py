@@ -158,16 +158,54 @@ def split_cold_items(interactions: Interactions, is_new: np.ndarray, seed: int =
   return _finish(interactions, split_of, len(is_new))
 
 
+GIVEN_FILES = ("train", "valid", "test")  # RecBole's default benchmark_filename
+
+
+def split_given(interactions: Interactions, is_new: np.ndarray, seed: int = 0,
+                benchmark_filename: Sequence[str] = GIVEN_FILES,
+                given: np.ndarray | None = None) -> tuple[Splits, np.ndarray]:
+  """The split the data came with, as RecBole's `benchmark_filename`: no row moves.
+
+  `given[r]` is row r's split (0 train, 1 valid, 2 test), as the importer read
+  it from one interaction file per split, named by `benchmark_filename`
+  (train, valid, test parts; docs/data.md). `seed` is unused; `is_new` items
+  may not be in train.
+  """
+  check_benchmark_filename(benchmark_filename)
+  is_new = _check_items(interactions, is_new)
+  if given is None:
+    raise ValueError("split protocol 'given' needs the split of every row: import train, "
+                     "valid and test files (data.source='import', format generic or recbole)")
+  given = np.asarray(given)
+  if given.shape != (len(interactions),) or not np.isin(given, (TRAIN, VALID, TEST)).all():
+    raise ValueError(f"given must hold a split index 0..2 per row ({len(interactions)} rows), "
+                     f"got shape {given.shape}")
+  if (is_new[interactions.item] & (given == TRAIN)).any():
+    raise ValueError("split protocol 'given': items marked new appear in the train split")
+  return _finish(interactions, given, len(is_new))
+
+
+def check_benchmark_filename(parts: Sequence[str]) -> tuple[str, str, str]:
+  """The (train, valid, test) file parts of the `given` protocol, checked."""
+  parts = tuple(str(p) for p in parts)
+  if len(parts) != 3 or len(set(parts)) != 3 or not all(parts) or any("/" in p for p in parts):
+    raise ValueError(f"data.split.benchmark_filename must name 3 distinct parts (train, valid, "
+                     f"test) without '/', got {parts!r}")
+  return parts
+
+
 PROTOCOLS: dict[str, Protocol] = {
     "leave_last_out": split_leave_last_out,
     "random": split_random,
     "temporal": split_temporal,
     "cold_items": split_cold_items,
+    "given": split_given,
 }
 
 
 def protocol_options(protocol: str) -> tuple[str, ...]:
-  """The option names the protocol accepts (its keyword arguments after `seed`)."""
+  """The option names the protocol accepts (its keyword arguments after `seed`; `given` of
+  the given protocol comes from the importer, not from the config)."""
   _check_protocol(protocol)
   return tuple(inspect.signature(PROTOCOLS[protocol]).parameters)[3:]
 

@@ -2,12 +2,14 @@
 
 For the `test` split a user's seen items (masked from the ranking, and the
 user tower's history) are their train and valid interactions; for `valid`,
-their train interactions. Targets are grouped as head (top 20% of warm items
-by training count), tail (other warm items) and cold (no training interaction).
+their train interactions (`history="train"`: train alone for both). Targets
+are grouped as head (top 20% of warm items by training count), tail (other
+warm items) and cold (no training interaction).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import pathlib
 from collections.abc import Callable
@@ -16,6 +18,7 @@ import jax
 import ml_collections
 import numpy as np
 from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
 
 from mmrec.data.pipeline import ItemTable, UserHistories
 from mmrec.data.schema import Interactions, RecDataset
@@ -26,10 +29,16 @@ Scorer = Callable[[np.ndarray], np.ndarray]  # user indices [b] -> scores [b, N]
 Rerank = Callable[[np.ndarray, int], np.ndarray]  # scores [b, N], k -> item indices [b, k]
 
 
-def seen_interactions(data: RecDataset, split: str) -> Interactions:
+def seen_interactions(data: RecDataset, split: str, history: str = "seen") -> Interactions:
+  """The interactions lists are built from and masked with: train, plus valid for the test
+  split (`history="seen"`), or train alone for both splits (`"train"`: the same lists are
+  scored against valid and test)."""
   if split not in ("valid", "test"):
     raise ValueError(f"eval.split must be 'valid' or 'test', got {split!r}")
-  parts = [data.splits["train"]] + ([data.splits["valid"]] if split == "test" else [])
+  if history not in ("seen", "train"):
+    raise ValueError(f"history must be 'seen' or 'train', got {history!r}")
+  with_valid = split == "test" and history == "seen"
+  parts = [data.splits["train"]] + ([data.splits["valid"]] if with_valid else [])
   return Interactions(*(np.concatenate([getattr(p, f) for p in parts])
                         for f in ("user", "item", "timestamp")))
 
@@ -42,13 +51,16 @@ def items_by_user(interactions: Interactions, num_users: int) -> list[np.ndarray
 
 
 def evaluate(scorer: Scorer, data: RecDataset, *, split: str = "test", ks=(10, 20, 50),
-             batch_size: int = 256, rerank: Rerank | None = None) -> dict[str, float]:
+             batch_size: int = 256, rerank: Rerank | None = None,
+             history: str = "seen") -> dict[str, float]:
   """Ranking metrics of `scorer` over the users with held-out items in `split`.
 
   `rerank(scores, k)`, when given, picks each user's list from their scores
   (seen items at -inf) instead of the plain top-k, e.g. tail-aware re-ranking.
+  `history` picks the masked items (see `seen_interactions`); the scorer should
+  build its lists from the same history.
   """
-  seen = items_by_user(seen_interactions(data, split), data.num_users)
+  seen = items_by_user(seen_interactions(data, split, history), data.num_users)
   targets = items_by_user(data.splits[split], data.num_users)
   users = np.array([u for u in range(data.num_users) if len(targets[u])], np.int64)
   groups = metrics_lib.popularity_groups(data.train_counts(), data.is_cold)
@@ -83,16 +95,24 @@ def _batched(fn, arrays: dict[str, np.ndarray], batch_size: int) -> np.ndarray:
   return np.concatenate(out)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _apply(method: Callable, graphdef: nnx.GraphDef, mesh, state, inputs):
+  out = method(nnx.merge(graphdef, state), inputs)
+  if mesh is not None:  # replicated: every process can read the result
+    out = jax.lax.with_sharding_constraint(out, NamedSharding(mesh, PartitionSpec()))
+  return out
+
+
 def _model_fn(model: TwoTower, method: Callable) -> Callable:
-  """jit of `method(model, inputs)` taking the model's state as an argument (a multi-host
-  state cannot be closed over), with a replicated result every process can read. Every
-  process runs the same (padded, fixed-size) batches, so the collective calls line up."""
+  """`method(model, inputs)` jitted with the model's state as an argument (a multi-host
+  state cannot be closed over), compiled once per model structure and input shape (the
+  jit lives at module level), with a replicated result. Every process runs the same
+  (padded, fixed-size) batches, so the collective calls line up."""
   graphdef, state = nnx.split(model)
   meshes = [x.sharding.mesh for x in jax.tree.leaves(state)
-            if isinstance(getattr(x, "sharding", None), jax.sharding.NamedSharding)]
-  out = jax.sharding.NamedSharding(meshes[0], jax.sharding.PartitionSpec()) if meshes else None
-  fn = jax.jit(lambda s, x: method(nnx.merge(graphdef, s), x), out_shardings=out)
-  return lambda inputs: fn(state, inputs)
+            if isinstance(getattr(x, "sharding", None), NamedSharding)]
+  mesh = meshes[0] if meshes and meshes[0].size > 1 else None
+  return lambda inputs: _apply(method, graphdef, mesh, state, inputs)
 
 
 def item_embeddings(model: TwoTower, items: ItemTable) -> np.ndarray:

@@ -51,11 +51,17 @@ class TextEncoder(nnx.Module):
     self.embed_norm = (nnx.LayerNorm(width, epsilon=layer_norm_eps, rngs=rngs)
                        if embed_norm else None)
     self.width, self.pad_id = width, pad_id
-    self.options = dict(vocab_size=vocab_size, width=width, layers=layers, heads=heads,
-                        mlp_dim=mlp_dim, max_positions=max_positions,
-                        type_vocab_size=type_vocab_size, embed_norm=embed_norm,
-                        norm_first=norm_first, gelu_approximate=gelu_approximate,
-                        layer_norm_eps=layer_norm_eps)
+    # a tuple, not a dict: the module's static structure must be hashable (jit keys on it)
+    self._options = tuple(dict(
+        vocab_size=vocab_size, width=width, layers=layers, heads=heads, mlp_dim=mlp_dim,
+        max_positions=max_positions, type_vocab_size=type_vocab_size, embed_norm=embed_norm,
+        norm_first=norm_first, gelu_approximate=gelu_approximate,
+        layer_norm_eps=layer_norm_eps).items())
+
+  @property
+  def options(self) -> dict:
+    """The architecture options (as `mmrec.models.import_bert.text_options` reads them)."""
+    return dict(self._options)
 
   def embed(self, tokens: jax.Array, token_types: jax.Array | None = None) -> jax.Array:
     """Summed (and, with `embed_norm`, normalised) input embeddings [B, L, W]."""

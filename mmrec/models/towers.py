@@ -9,8 +9,8 @@ import numpy as np
 from flax import nnx
 
 from mmrec.models.image import ImageEncoder
-from mmrec.models.text import TextEncoder
-from mmrec.models.transformer import Encoder
+from mmrec.models.text import PAD_ID, TextEncoder
+from mmrec.models.transformer import Encoder, masked_mean
 
 
 _HASH_MULTIPLIERS = (2654435761, 2246822519)  # Knuth's and xxHash's 32-bit primes
@@ -38,21 +38,40 @@ def l2_normalize(x: jax.Array) -> jax.Array:
   return x * jax.lax.rsqrt(jnp.maximum((x * x).sum(-1, keepdims=True), 1e-12))
 
 
+class TokenBag(nnx.Module):
+  """Bag of tokens: the mean of the item text's token embeddings (pad tokens left out).
+  Cheap enough to train end to end against the whole catalog at every step."""
+
+  def __init__(self, vocab_size: int, width: int, pad_id: int = PAD_ID, *, rngs: nnx.Rngs):
+    self.pad_id = pad_id
+    self.tokens = nnx.Embed(vocab_size, width, embedding_init=nnx.initializers.normal(0.02),
+                            rngs=rngs)
+
+  def __call__(self, tokens: jax.Array) -> jax.Array:
+    return masked_mean(self.tokens(tokens), tokens != self.pad_id)
+
+
 class ItemTower(nnx.Module):
-  """Item features -> L2-normalised embedding.
+  """Item features -> embedding (L2-normalised when `cfg.normalize`).
 
   Each enabled modality is projected to `embed_dim`; the concatenation goes
   through an MLP. The ID path is multiplied by `id_keep` so that cold items
   (and, in training, a random share of warm ones) are embedded from content.
+  Modalities: `use_text` (the Transformer `TextEncoder`), `use_bag` (a `TokenBag`
+  over the same tokens), `use_image`, `use_id`.
   """
 
   def __init__(self, cfg: ml_collections.ConfigDict, vocab_size: int, max_text_len: int,
                id_buckets: int, *, rngs: nnx.Rngs):
     d = cfg.embed_dim
     self.use_text, self.use_image, self.use_id = cfg.use_text, cfg.use_image, cfg.use_id
-    if not (self.use_text or self.use_image or self.use_id):
-      raise ValueError("model: enable at least one of use_text, use_image, use_id")
+    self.use_bag, self.normalize = cfg.get("use_bag", False), cfg.get("normalize", True)
+    if not (self.use_text or self.use_bag or self.use_image or self.use_id):
+      raise ValueError("model: enable at least one of use_text, use_bag, use_image, use_id")
     parts = 0
+    if self.use_bag:
+      self.bag = TokenBag(vocab_size, d, rngs=rngs)
+      parts += 1
     if self.use_text:
       self.text = TextEncoder(vocab_size, max_text_len, **cfg.text, rngs=rngs)
       self.text_proj = nnx.Linear(self.text.width, d, rngs=rngs)
@@ -73,7 +92,7 @@ class ItemTower(nnx.Module):
     """`encoded`: outputs of frozen encoders ("text" [B, W], "image" [B, F]), read instead
     of running those encoders (see `encode_all`)."""
     encoded = encoded or {}
-    parts = []
+    parts = [self.bag(tokens)] if self.use_bag else []
     if self.use_text:
       parts.append(self.text_proj(encoded["text"] if "text" in encoded else self.text(tokens)))
     if self.use_image:
@@ -81,7 +100,8 @@ class ItemTower(nnx.Module):
     if self.use_id:
       parts.append(self.ids(item) * id_keep[:, None].astype(jnp.float32))
     x = self.norm(jnp.concatenate(parts, axis=-1))
-    return l2_normalize(self.mlp_out(jax.nn.gelu(self.mlp_in(x))))
+    x = self.mlp_out(jax.nn.gelu(self.mlp_in(x)))
+    return l2_normalize(x) if self.normalize else x
 
 
 @nnx.jit  # module level: compiled once per encoder and batch shape, not once per call
@@ -103,6 +123,38 @@ ENCODED_KEYS = {"text": "text_features", "image": "image_features"}  # batch key
 
 class ItemCache(nnx.Variable):
   """Item-tower embeddings of the whole catalog, refreshed during training (not trained)."""
+
+
+class ProfileTower(nnx.Module):
+  """A user's whole profile (a set of items, order ignored) -> user embedding.
+
+  Each item of the profile is its own ID embedding plus a projection of its
+  item-tower embedding; their sum over the profile, scaled by 1/sqrt(size) as
+  Mult-VAE normalises its input, goes through a two-layer tanh MLP (Mult-DAE's
+  input dropout is the training objective's: `mmrec.data.pipeline.profile_batches`).
+  An empty profile gives the MLP of zeros. The output is L2-normalised when
+  `cfg.normalize` (matching the item tower).
+  """
+
+  def __init__(self, cfg: ml_collections.ConfigDict, id_buckets: int, *, rngs: nnx.Rngs):
+    u = cfg.user
+    self.normalize = cfg.get("normalize", True)
+    self.ids = HashedEmbed(id_buckets, u.width, rngs=rngs)
+    self.from_items = nnx.Linear(cfg.embed_dim, u.width, rngs=rngs)
+    self.mlp_in = nnx.Linear(u.width, u.mlp_dim, rngs=rngs)
+    self.proj = nnx.Linear(u.mlp_dim, cfg.embed_dim, rngs=rngs)
+
+  def __call__(self, history: jax.Array, history_mask: jax.Array,
+               history_items: jax.Array) -> jax.Array:
+    """history_items: [B, H, D] item-tower embeddings of the history (treated as constants
+    unless the caller passes them with a gradient, as full-catalog training does)."""
+    m = history_mask[..., None].astype(history_items.dtype)
+    count = m.sum(1)
+    # pooled before the (linear) projection: B x D x W work instead of B x H x D x W
+    summed = ((self.ids(history) * m).sum(1) + self.from_items((history_items * m).sum(1))
+              + (count - 1) * self.from_items.bias[...])  # = sum over h of from_items(v_h)
+    x = self.proj(jnp.tanh(self.mlp_in(summed * jax.lax.rsqrt(jnp.maximum(count, 1.0)))))
+    return l2_normalize(x) if self.normalize else x
 
 
 class UserTower(nnx.Module):
@@ -142,7 +194,11 @@ class TwoTower(nnx.Module):
                max_text_len: int, history_len: int, rngs: nnx.Rngs):
     buckets = cfg.id_buckets or 2 * num_items
     self.item_tower = ItemTower(cfg, vocab_size, max_text_len, buckets, rngs=rngs)
-    self.user_tower = UserTower(cfg, history_len, buckets, rngs=rngs)
+    kind = cfg.user.get("kind", "sequence")
+    if kind not in USER_TOWERS:
+      raise ValueError(f"model.user.kind={kind!r}: choose from {sorted(USER_TOWERS)}")
+    self.user_tower = (ProfileTower(cfg, buckets, rngs=rngs) if kind == "profile"
+                       else UserTower(cfg, history_len, buckets, rngs=rngs))
     self.item_cache = ItemCache(jnp.zeros((num_items, cfg.embed_dim), jnp.float32))
 
   def embed_items(self, batch: dict, id_keep: jax.Array) -> jax.Array:
@@ -163,6 +219,11 @@ class TwoTower(nnx.Module):
   def refresh_item_cache(self, features: dict) -> None:
     self.item_cache[...] = self.embed_catalog(features)
 
-  def embed_users(self, batch: dict) -> jax.Array:
-    history_items = self.item_cache[...][batch["history"]]
-    return self.user_tower(batch["history"], batch["history_mask"], history_items)
+  def embed_users(self, batch: dict, catalog: jax.Array | None = None) -> jax.Array:
+    """Users from their histories; the history items' embeddings come from `catalog`
+    [N, D] when given (full-catalog training, with gradient), else the item cache."""
+    table = self.item_cache[...] if catalog is None else catalog
+    return self.user_tower(batch["history"], batch["history_mask"], table[batch["history"]])
+
+
+USER_TOWERS = ("sequence", "profile")  # model.user.kind: UserTower, ProfileTower

@@ -89,3 +89,48 @@ def test_processes_read_disjoint_shards_that_cover_the_data():
     seen.append(np.concatenate([ds[s]["item"] for s in range(10)]))  # one epoch of 40 rows
   assert not set(seen[0]) & set(seen[1])
   assert sorted(np.concatenate(seen).tolist()) == list(range(rows))
+
+
+def profile_interactions(seed=3, users=7, items=40):
+  """Users with distinct items (a profile is a set), 1 to 15 each."""
+  rng = np.random.default_rng(seed)
+  rows = [(u, i) for u in range(users) for i in rng.choice(items, rng.integers(1, 16), replace=False)]
+  u, i = np.array(rows).T
+  return Interactions(u, i, rng.integers(0, 50, len(u)))
+
+
+def test_profile_batches_split_each_profile():
+  from mmrec.data.pipeline import profile_batches
+  inter = profile_interactions()
+  profiles = {u: set(inter.item[inter.user == u].tolist()) for u in np.unique(inter.user)}
+  hist = UserHistories(inter, history_len=8)
+  ds = profile_batches(hist, batch_size=3, history_len=8, holdout=0.3, seed=0)
+  users_seen = []
+  for step in range(7):  # 3 epochs of 7 users, 3 a batch
+    batch = ds[step]
+    assert batch["history"].shape == batch["targets"].shape == (3, 8)
+    for row in range(3):
+      history = batch["history"][row][batch["history_mask"][row]].tolist()
+      targets = batch["targets"][row][batch["target_mask"][row]].tolist()
+      owner = [u for u, p in profiles.items() if set(history + targets) <= p]
+      assert owner, (history, targets)
+      assert targets and not set(history) & set(targets)  # a split of the profile
+      assert len(history) == len(set(history)) and len(targets) == len(set(targets))
+      u = owner[0] if len(owner) == 1 else None
+      if u is not None and len(profiles[u]) <= 8:
+        assert set(history) | set(targets) == profiles[u]  # nothing lost below the cap
+      users_seen.append(u)
+  again = profile_batches(hist, batch_size=3, history_len=8, holdout=0.3, seed=0)[5]
+  for key, value in ds[5].items():  # a batch is a pure function of (seed, step)
+    np.testing.assert_array_equal(value, again[key])
+
+
+def test_profile_batches_all_targets_reconstruct_the_profile():
+  from mmrec.data.pipeline import profile_batches
+  inter = profile_interactions(seed=4)
+  hist = UserHistories(inter, history_len=16)
+  batch = profile_batches(hist, batch_size=7, history_len=16, holdout=0.5, targets="all",
+                          seed=1)[0]
+  got = sorted(sorted(t[m].tolist()) for t, m in zip(batch["targets"], batch["target_mask"]))
+  want = sorted(sorted(inter.item[inter.user == u].tolist()) for u in np.unique(inter.user))
+  assert got == want

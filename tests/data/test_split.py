@@ -287,8 +287,10 @@ def test_options_from_the_config_and_errors():
   accepted = {name for p in PROTOCOLS for name in protocol_options(p)}
   assert set(options) <= accepted, set(options) - accepted
   inter, is_new = _random(1)
+  given = np.where(is_new[inter.item], 2, np.arange(len(inter)) % 3)  # new items not in train
   for protocol in PROTOCOLS:
-    splits, is_cold = split(inter, protocol, is_new, 0, **options_for(protocol, options))
+    extra = {"given": given} if protocol == "given" else {}
+    splits, is_cold = split(inter, protocol, is_new, 0, **options_for(protocol, options), **extra)
     _assert_partition(inter, splits, is_new, is_cold)
   assert options_for("random", options) == {"ratios": tuple(options.ratios)}
   with pytest.raises(ValueError, match=r"'leave_last_out' takes no option \['ratios'\]"):
@@ -299,3 +301,21 @@ def test_options_from_the_config_and_errors():
     split(inter, "temporal", is_new, quantiles=(0.9, 0.8))
   with pytest.raises(ValueError, match="is after the test cut"):
     split(inter, "temporal", is_new, cut_times=(10, 5))
+  with pytest.raises(ValueError, match="'given' needs the split of every row"):
+    split(inter, "given", is_new)
+
+
+# ---- given ----
+
+def test_given_keeps_each_row_where_it_is():
+  inter, is_new = _random(2)
+  given = np.where(is_new[inter.item], 1, np.random.default_rng(0).integers(0, 3, len(inter)))
+  splits, is_cold = split(inter, "given", is_new, 0, given=given)
+  for i, name in enumerate(SPLITS):
+    assert _rows(splits[name]) == _rows(inter.take(given == i))
+  assert is_cold.tolist() == [i not in set(inter.item[given == 0].tolist())
+                              for i in range(len(is_new))]
+  with pytest.raises(ValueError, match="items marked new appear in the train split"):
+    split(inter, "given", is_new, given=np.zeros(len(inter), int))
+  with pytest.raises(ValueError, match="split index 0..2 per row"):
+    split(inter, "given", is_new, given=given[:-1])

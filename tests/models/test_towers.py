@@ -62,3 +62,21 @@ def test_hash_ids_in_range_and_spread():
     assert len(np.unique(h)) > 7_000  # about 1 - e^-0.5 of 20k buckets hit by 10k ids is ~7.9k
   both = np.stack([hash_ids(ids, 20_000, 0), hash_ids(ids, 20_000, 1)], 1)
   assert len(np.unique(both, axis=0)) > 9_990  # full collisions need both hashes to collide
+
+
+def test_profile_tower_pools_each_history_item():
+  """ProfileTower pools before projecting; it equals projecting each item, then pooling."""
+  import ml_collections
+  from mmrec.models.towers import ProfileTower
+  cfg = ml_collections.ConfigDict(dict(embed_dim=8, normalize=False, user=dict(width=6, mlp_dim=10)))
+  tower = ProfileTower(cfg, 50, rngs=nnx.Rngs(0))
+  tower.from_items.bias[...] = jnp.arange(6.0)
+  rng = np.random.default_rng(0)
+  history = jnp.asarray(rng.integers(0, 40, (3, 5)))
+  mask = np.array([[1, 1, 0, 0, 0], [0, 0, 0, 0, 0], [1, 1, 1, 1, 1]], bool)  # row 1: empty
+  items = jnp.asarray(rng.normal(size=(3, 5, 8)).astype(np.float32))
+  per_item = np.asarray(tower.ids(history) + tower.from_items(items))
+  pooled = (per_item * mask[..., None]).sum(1) / np.sqrt(np.maximum(mask.sum(1), 1))[:, None]
+  want = tower.proj(jnp.tanh(tower.mlp_in(jnp.asarray(pooled))))
+  got = tower(history, jnp.asarray(mask), items)
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)

@@ -19,6 +19,10 @@ FORMATS = ("movielens", "recbole", "amazon", "hm", "generic")
 def read(fmt: str, path: str | pathlib.Path, options: Options | None = None) -> Imported:
   """Reads the raw files of format `fmt` in directory `path`."""
   options = options or Options()
+  if options.given_files and fmt in ("amazon", "hm"):
+    raise DataImportError(f"data.protocol='given' (train, valid and test files) is read by the "
+                          f"generic and recbole formats (and movielens as RecBole atomic files), "
+                          f"not {fmt!r}")
   if fmt in ("movielens", "recbole"):
     from mmrec.data.importers import movielens
     reader = movielens.read_movielens if fmt == "movielens" else movielens.read_recbole

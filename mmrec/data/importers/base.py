@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mmrec.data import split as split_lib
 from mmrec.data.clean import MAX_TIMESTAMP
 from mmrec.data.importers import text as text_lib
 from mmrec.data.importers.images import OUTCOMES, ImageEncoder
@@ -87,6 +88,7 @@ class Imported:
   rating: np.ndarray | None  # float64 [M], None when the source has no ratings
   image_outcome: np.ndarray  # int8 [N], index into images.OUTCOMES
   report: dict[str, Any]
+  split: np.ndarray | None = None  # int8 [M], the file's split (0 train, 1 valid, 2 test)
 
 
 DEFAULT_COLUMNS = dict(user="user_id", item="item_id", timestamp="timestamp", rating="rating",
@@ -110,17 +112,24 @@ class Options:
   max_id_chars: int = 256
   max_text_chars: int = 4000
   max_image_bytes: int = 20_000_000
+  # Protocol "given": the (train, valid, test) parts of the interaction file names, one file
+  # per split (data.split.benchmark_filename); () = one interaction file.
+  given_files: tuple[str, ...] = ()
 
   @classmethod
   def from_config(cls, data_cfg) -> "Options":
     imp, clean = data_cfg.import_, data_cfg.clean
+    given = ()
+    if data_cfg.protocol == "given":
+      parts = data_cfg.get("split", {}).get("benchmark_filename", split_lib.GIVEN_FILES)
+      given = split_lib.check_benchmark_filename(parts)
     return cls(columns=dict(DEFAULT_COLUMNS) | dict(imp.columns),
                interactions_file=imp.interactions_file, items_file=imp.items_file,
                image_dir=imp.image_dir, timestamp_unit=imp.timestamp_unit,
                image_size=data_cfg.image_size, image_format=imp.image_format,
                image_quality=imp.image_quality, workers=imp.workers,
                max_id_chars=clean.max_id_chars, max_text_chars=clean.max_text_chars,
-               max_image_bytes=clean.max_image_bytes)
+               max_image_bytes=clean.max_image_bytes, given_files=given)
 
   def encoder(self) -> ImageEncoder:
     return ImageEncoder(self.image_size, self.image_format, self.image_quality,
@@ -136,8 +145,9 @@ class Options:
 
 def finish(fmt: str, path: pathlib.Path, files: list[pathlib.Path], builder: "CatalogBuilder",
            collector: "InteractionCollector", encoder: ImageEncoder | None,
-           has_rating: bool, has_timestamp: bool = True) -> Imported:
-  """Encodes the images and assembles the `Imported` with its report."""
+           has_rating: bool, has_timestamp: bool = True, given: bool = False) -> Imported:
+  """Encodes the images and assembles the `Imported` with its report (`given`: keep each
+  row's split, from `InteractionCollector.add(split=...)`)."""
   catalog, items = builder.finish(encoder)
   user, item, timestamp, rating = collector.finish(has_rating)
   report = {"format": fmt, "path": str(path), "files": [str(f) for f in files],
@@ -145,7 +155,8 @@ def finish(fmt: str, path: pathlib.Path, files: list[pathlib.Path], builder: "Ca
             "items": items, "interactions": collector.report()}
   return Imported(catalog=catalog, user_ids=list(collector.user_index), user=user, item=item,
                   timestamp=timestamp, rating=rating,
-                  image_outcome=np.array(builder.image_outcome, np.int8), report=report)
+                  image_outcome=np.array(builder.image_outcome, np.int8), report=report,
+                  split=collector.split_of() if given else None)
 
 
 class CatalogBuilder:
@@ -236,9 +247,10 @@ class InteractionCollector:
 
   def add(self, source: str, rows: np.ndarray, user: pa.Array, item: pa.Array,
           seconds: np.ndarray | None, rating: np.ndarray | None,
-          malformed: np.ndarray | None = None):
+          malformed: np.ndarray | None = None, split: int = 0):
     """One batch: string ids, timestamps in seconds (NaN: unreadable), ratings (NaN: bad);
-    `malformed` marks rows the reader found malformed in another way."""
+    `malformed` marks rows the reader found malformed in another way; `split`: the
+    batch's split under protocol "given" (0 train, 1 valid, 2 test)."""
     from mmrec.data.importers.tables import to_text
     user, item = to_text(user), to_text(item)
     m = len(user)
@@ -267,13 +279,18 @@ class InteractionCollector:
     user_code = _lookup(self.user_index, user.take(pa.array(index)), add=True)
     time = order[index] if seconds is None else seconds[index].astype(np.int64)
     self._parts.append((user_code, item_code[index], time,
-                        rating[index] if rating is not None else None))
+                        rating[index] if rating is not None else None,
+                        np.full(len(index), split, np.int8)))
 
   def finish(self, has_rating: bool) -> tuple[np.ndarray, ...]:
     """(user, item, timestamp, rating or None) over all batches, in input order."""
     cat = lambda i, dtype: np.concatenate([p[i] for p in self._parts] or [np.zeros(0, dtype)])
     rating = cat(3, np.float64) if has_rating else None
     return cat(0, np.int64), cat(1, np.int64), cat(2, np.int64), rating
+
+  def split_of(self) -> np.ndarray:
+    """Each kept row's `split`, in input order."""
+    return np.concatenate([p[4] for p in self._parts] or [np.zeros(0, np.int8)])
 
   def report(self) -> dict[str, Any]:
     kept = sum(len(p[0]) for p in self._parts)

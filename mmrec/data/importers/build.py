@@ -59,14 +59,14 @@ def import_dataset(data_cfg, data_dir: str | pathlib.Path,
   """Reads, cleans and writes the configured import; returns the dataset directory."""
   imp = data_cfg.import_
   imported = importers.read(imp.format, imp.path, Options.from_config(data_cfg))
-  catalog, interactions, user_ids, report = clean(imported, data_cfg.clean)
+  catalog, interactions, user_ids, report, given = clean_with_split(imported, data_cfg.clean)
   report["config"] = import_config(data_cfg)
   text = json.dumps(report, indent=2) + "\n"
   return dataset_lib.build_dataset(
       data_dir, name or dataset_name(data_cfg), catalog, interactions, seed=data_cfg.seed,
       protocol=data_cfg.protocol, vocab_size=data_cfg.vocab_size, num_users=len(user_ids),
       split_options=split_lib.options_for(data_cfg.protocol, data_cfg.get("split")),
-      extra_meta={"source": "import", "import": report},
+      extra_meta={"source": "import", "import": report}, given_split=given,
       extra_files={USER_IDS_FILE: json.dumps(user_ids) + "\n", REPORT_FILE: text})
 
 
@@ -75,6 +75,15 @@ def clean(imported: Imported, clean_cfg) -> tuple[Catalog, Interactions, list[st
 
   Returns (catalog, interactions, user_ids, report); the report is the
   importer's plus `steps` and `final` (see docs/data.md).
+  """
+  return clean_with_split(imported, clean_cfg)[:4]
+
+
+def clean_with_split(imported: Imported, clean_cfg
+                     ) -> tuple[Catalog, Interactions, list[str], dict, np.ndarray | None]:
+  """`clean`, plus the given split of each kept row (`Imported.split`; None without one).
+
+  Cleaning drops rows across all splits alike and never moves a row to another split.
   """
   n = len(imported.catalog)
   keep, items_kept, steps = clean_lib.clean_interactions(
@@ -97,7 +106,8 @@ def clean(imported: Imported, clean_cfg) -> tuple[Catalog, Interactions, list[st
   report = dict(imported.report, steps=[import_step, *steps],
                 final=final_report(catalog, interactions, len(user_ids),
                                    imported.image_outcome[item_index]))
-  return catalog, interactions, user_ids, report
+  given = None if imported.split is None else imported.split[keep]
+  return catalog, interactions, user_ids, report, given
 
 
 def take_items(catalog: Catalog, index: np.ndarray) -> Catalog:

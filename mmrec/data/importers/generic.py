@@ -9,6 +9,10 @@ names may be absent; a name you changed must exist. Images: the `image`
 column, else `<image_dir>/<item id>.<jpg|png|...>` when that folder exists.
 Timestamps: `data.import_.timestamp_unit` (s, ms, us or a strptime format);
 without a timestamp column, row order stands in for time.
+Protocol "given": one interactions file per split, `interactions.train.csv`,
+`interactions.valid.csv`, `interactions.test.csv` (parts from
+`data.split.benchmark_filename`, inserted before the suffix of
+`data.import_.interactions_file` when that is set), same columns in each.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz", ".parquet")
 def read_generic(path, options: Options) -> Imported:
   path = require_dir(path)
   cols = options.columns
-  inter_file = _find(path, options.interactions_file, "interactions")
+  inter_files = _interaction_files(path, options)
   items_file = _find(path, options.items_file, "items")
 
   item_present = _columns(items_file)
@@ -53,33 +57,51 @@ def read_generic(path, options: Options) -> Imported:
                   get("category", i), image=image, where=f"{items_file.name} row {row}")
   builder.rows += builder.drops.counts["malformed_line"]
 
-  inter_present = _columns(inter_file)
-  roles = {r: _required(inter_file, inter_present, r, cols) for r in ("user", "item")}
-  roles |= {r: _optional(inter_file, inter_present, r, cols) for r in ("timestamp", "rating")}
   collector = options.collector(builder.index)
-  for batch, rows in _stream(inter_file, [c for c in roles.values() if c], collector.drops):
-    seconds = (tables.to_seconds(batch[roles["timestamp"]], options.timestamp_unit)
-               if roles["timestamp"] else None)
-    rating = tables.to_float(batch[roles["rating"]]) if roles["rating"] else None
-    collector.add(inter_file.name, rows, batch[roles["user"]], batch[roles["item"]], seconds,
-                  rating)
+  first = None
+  for split, inter_file in enumerate(inter_files):
+    inter_present = _columns(inter_file)
+    roles = {r: _required(inter_file, inter_present, r, cols) for r in ("user", "item")}
+    roles |= {r: _optional(inter_file, inter_present, r, cols) for r in ("timestamp", "rating")}
+    first = first or (inter_file, roles)
+    if roles != first[1]:  # timestamps or ratings in some split files only
+      raise DataImportError(f"{inter_file}: columns {roles} differ from {first[0]}'s {first[1]}")
+    for batch, rows in _stream(inter_file, [c for c in roles.values() if c], collector.drops):
+      seconds = (tables.to_seconds(batch[roles["timestamp"]], options.timestamp_unit)
+                 if roles["timestamp"] else None)
+      rating = tables.to_float(batch[roles["rating"]]) if roles["rating"] else None
+      collector.add(inter_file.name, rows, batch[roles["user"]], batch[roles["item"]], seconds,
+                    rating, split=split)
   encoder = options.encoder() if (item_roles["image"] or len(folder)) else None
-  return finish("generic", path, [inter_file, items_file], builder, collector, encoder,
-                has_rating=bool(roles["rating"]), has_timestamp=bool(roles["timestamp"]))
+  return finish("generic", path, [*inter_files, items_file], builder, collector, encoder,
+                has_rating=bool(roles["rating"]), has_timestamp=bool(roles["timestamp"]),
+                given=bool(options.given_files))
 
 
-def _find(path: pathlib.Path, configured: str, stem: str) -> pathlib.Path:
+def _interaction_files(path: pathlib.Path, options: Options) -> list[pathlib.Path]:
+  """The interactions file, or under protocol "given" the train, valid and test files."""
+  if not options.given_files:
+    return [_find(path, options.interactions_file, "interactions")]
+  configured = options.interactions_file
+  with_part = lambda part: next((configured[:-len(s)] + f".{part}{s}" for s in SUFFIXES
+                                 if configured.endswith(s)), f"{configured}.{part}")
+  return [_find(path, with_part(part) if configured else "", f"interactions.{part}",
+                f"the {split} split of data.protocol='given': data.split.benchmark_filename")
+          for split, part in zip(("train", "valid", "test"), options.given_files)]
+
+
+def _find(path: pathlib.Path, configured: str, stem: str, what: str = "") -> pathlib.Path:
   if configured:
     file = pathlib.Path(configured).expanduser()
     file = file if file.is_absolute() else path / file
     if not file.is_file():
-      raise DataImportError(f"missing required file {file} ({stem})")
+      raise DataImportError(f"missing required file {file} ({what or stem})")
     return file
   for suffix in SUFFIXES:
     if (path / f"{stem}{suffix}").is_file():
       return path / f"{stem}{suffix}"
   raise DataImportError(f"missing required file {path}/{stem}.{{csv,tsv,parquet}} "
-                        f"(or set data.import_.{stem}_file)")
+                        f"({what or f'or set data.import_.{stem}_file'})")
 
 
 def _columns(file: pathlib.Path) -> list[str]:

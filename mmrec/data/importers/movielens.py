@@ -26,8 +26,11 @@ _YEAR = re.compile(r"(\d{4})")
 
 
 def read_movielens(path, options: Options) -> Imported:
-  """Detects the layout: ml-100k (u.data), ml-1m (ratings.dat) or RecBole atomic (*.inter)."""
+  """Detects the layout: ml-100k (u.data), ml-1m (ratings.dat) or RecBole atomic (*.inter);
+  protocol "given" reads RecBole atomic files (NAME.train.inter, ...)."""
   path = require_dir(path)
+  if options.given_files:
+    return read_recbole(path, options)
   if (path / "u.data").exists():
     return read_ml100k(path, options)
   if (path / "ratings.dat").exists():
@@ -104,17 +107,11 @@ def read_recbole(path, options: Options) -> Imported:
   in NAME.item; a field named like *title*/*name* is the title (plus a *year*
   field), a class/genre/categor* field gives the genres, and other text fields
   the rest of the description. NAME.user, when present, lists the known users.
+  Protocol "given": NAME.train.inter, NAME.valid.inter, NAME.test.inter (parts from
+  `data.split.benchmark_filename`), as RecBole's `benchmark_filename`.
   """
   path = require_dir(path)
-  inters = sorted(path.glob("*.inter"))
-  preferred = path / f"{path.name}.inter"
-  if not inters:
-    raise DataImportError(f"missing required file {path}/NAME.inter (RecBole atomic interactions)")
-  if len(inters) > 1 and preferred not in inters:
-    raise DataImportError(f"{path}: several .inter files {[p.name for p in inters]}; "
-                          f"expected one, or {preferred.name}")
-  data_file = preferred if preferred in inters else inters[0]
-  stem = data_file.stem
+  stem, data_files = _recbole_inter_files(path, options.given_files)
   items_file = require_file(path, f"{stem}.item", what="RecBole atomic items")
   cols_cfg = options.columns
   item_fields = _atomic_header(items_file)
@@ -140,15 +137,12 @@ def read_recbole(path, options: Options) -> Imported:
                   ". ".join(p for p in (description, extra) if p),
                   genres[0] if genres else "", where=f"{items_file.name} row {row}")
   builder.rows += builder.drops.counts["malformed_line"]  # malformed rows were not add()ed
-  inter_fields = _atomic_header(data_file)
-  wanted = {"user id": cols_cfg["user"], "item id": cols_cfg["item"]}
-  tables.require_columns(data_file, list(inter_fields), wanted)
-  has_time = cols_cfg["timestamp"] in inter_fields
-  has_rating = cols_cfg["rating"] in inter_fields
-  fields = [f for f in ("user", "item", "timestamp", "rating")
-            if f in ("user", "item") or (has_time if f == "timestamp" else has_rating)]
-  raw = {f: f"{cols_cfg[f]}:{inter_fields[cols_cfg[f]]}" for f in fields}
-  files = [data_file, items_file]
+  raws = [_recbole_inter_fields(f, cols_cfg) for f in data_files]
+  if any(set(r) != set(raws[0]) for r in raws):  # timestamps or ratings in some files only
+    raise DataImportError(f"{path}: the files {[f.name for f in data_files]} have different "
+                          f"fields ({[sorted(r) for r in raws]})")
+  has_time, has_rating = "timestamp" in raws[0], "rating" in raws[0]
+  files = [*data_files, items_file]
   known_users = None
   user_file = path / f"{stem}.user"
   if user_file.exists() and cols_cfg["user"] in _atomic_header(user_file):
@@ -160,13 +154,44 @@ def read_recbole(path, options: Options) -> Imported:
                                                            delimiter="\t", quote=False)]
     known_users = pa.concat_arrays(parts) if parts else pa.array([], pa.string())
   collector = options.collector(builder.index, known_users)
-  for cols, rows in tables.read_delimited(data_file, list(raw.values()), collector.drops,
-                                          delimiter="\t", quote=False):
-    collector.add(data_file.name, rows, cols[raw["user"]], cols[raw["item"]],
-                  tables.to_seconds(cols[raw["timestamp"]], "s") if has_time else None,
-                  tables.to_float(cols[raw["rating"]]) if has_rating else None)
+  for split, (data_file, raw) in enumerate(zip(data_files, raws)):
+    for cols, rows in tables.read_delimited(data_file, list(raw.values()), collector.drops,
+                                            delimiter="\t", quote=False):
+      collector.add(data_file.name, rows, cols[raw["user"]], cols[raw["item"]],
+                    tables.to_seconds(cols[raw["timestamp"]], "s") if has_time else None,
+                    tables.to_float(cols[raw["rating"]]) if has_rating else None, split=split)
   return finish(f"recbole/{stem}", path, files, builder, collector, None,
-                has_rating=has_rating, has_timestamp=has_time)
+                has_rating=has_rating, has_timestamp=has_time, given=bool(options.given_files))
+
+
+def _recbole_inter_files(path: pathlib.Path,
+                         given: tuple[str, ...]) -> tuple[str, list[pathlib.Path]]:
+  """(NAME, interaction files): NAME.inter, or NAME.PART.inter per split under "given"."""
+  end = f".{given[0]}.inter" if given else ".inter"
+  inters = sorted(path.glob(f"*{end}"))
+  preferred = path / f"{path.name}{end}"
+  what = ("the train split of data.protocol='given': data.split.benchmark_filename" if given
+          else "RecBole atomic interactions")
+  if not inters:
+    raise DataImportError(f"missing required file {path}/NAME{end} ({what})")
+  if len(inters) > 1 and preferred not in inters:
+    raise DataImportError(f"{path}: several {end} files {[p.name for p in inters]}; "
+                          f"expected one, or {preferred.name}")
+  stem = (preferred if preferred in inters else inters[0]).name[:-len(end)]
+  if not given:
+    return stem, [path / f"{stem}.inter"]
+  return stem, [require_file(path, f"{stem}.{part}.inter", what=f"the {split} split of "
+                             "data.protocol='given': data.split.benchmark_filename")
+                for split, part in zip(("train", "valid", "test"), given)]
+
+
+def _recbole_inter_fields(file: pathlib.Path, cols_cfg: dict) -> dict[str, str]:
+  """Role (user, item, and timestamp, rating when present) -> the file's raw `name:type`."""
+  fields = _atomic_header(file)
+  tables.require_columns(file, list(fields), {"user id": cols_cfg["user"],
+                                              "item id": cols_cfg["item"]})
+  return {role: f"{cols_cfg[role]}:{fields[cols_cfg[role]]}"
+          for role in ("user", "item", "timestamp", "rating") if cols_cfg[role] in fields}
 
 
 def _with_year(title: str, year: str) -> str:
