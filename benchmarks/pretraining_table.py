@@ -72,7 +72,7 @@ def run_row(row: str, workdir: pathlib.Path, args) -> dict:
                                         getattr(tower, "image", None), items.tokens, items.image)
   labels = {a: data.catalog.attributes[a] for a in ATTRIBUTES}
   probe = probe_lib.linear_probe(features, labels, seed=config.seed)
-  metrics = jobs.evaluate(train_lib.train(config, workdir / row), config, workdir / row)
+  metrics = jobs.evaluate(jobs.train(config, workdir / row), config, workdir / row)
   return {"row": row, **{k: metrics[k] for k in KEYS},
           **{f"probe/{a}": probe[f"{a}/text+image"] for a in ATTRIBUTES},
           "minutes": round((time.perf_counter() - start) / 60, 1)}

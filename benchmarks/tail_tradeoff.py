@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from mmrec import train as train_lib
+from mmrec import jobs
 from mmrec.configs.two_tower import get_config
 from mmrec.evaluation import evaluate as eval_lib
 from mmrec.serving import tail
@@ -44,7 +44,7 @@ def main() -> None:
   config = get_config(args.config)
   config.data.data_dir = str(workdir / "data")
   model_dir = pathlib.Path(args.model_dir or workdir / "multimodal")
-  trained = train_lib.train(config, model_dir)  # resumes: a finished run is only read back
+  trained = jobs.train(config, model_dir)  # resumes: a finished run is only read back
   data = trained.data
   scorer = eval_lib.two_tower_scorer(trained.model, data, trained.items, split="test",
                                      history_len=config.data.history_len)

@@ -86,8 +86,8 @@ def _data_import():
 
 def _train():
   """Train the two-tower model (resumes from WORKDIR/checkpoints)."""
-  from mmrec import train
-  trained = train.train(_CONFIG.value, _WORKDIR.value)
+  from mmrec import jobs
+  trained = jobs.train(_CONFIG.value, _WORKDIR.value)
   print(f"trained to step {trained.step}; checkpoints in {_WORKDIR.value}/checkpoints")
 
 

@@ -38,7 +38,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
   for variant in ("multimodal", "id_only"):
     cfg = with_variant(config, variant)
     print(f"== train {cfg.name}: {cfg.train.steps} steps of {cfg.train.batch_size}")
-    trained[variant] = train_lib.train(cfg, workdir / variant)
+    trained[variant] = jobs.train(cfg, workdir / variant)
     rows[cfg.name] = jobs.evaluate(trained[variant], cfg, workdir / variant)
 
   bundle_dir = jobs.export(trained["multimodal"], with_variant(config, "multimodal"),

@@ -202,13 +202,13 @@ def load_model(config, model_dir, seen) -> tuple[Model, object]:
   """
   import pathlib
 
-  from mmrec import jobs, train as train_lib
+  from mmrec import jobs
   from mmrec.data.pipeline import UserHistories
   from mmrec.evaluation import evaluate as eval_lib
   from mmrec.serving import load_bundle
 
   model_dir = pathlib.Path(model_dir)
-  trained = train_lib.train(config, model_dir)  # resumes: a finished run is only read back
+  trained = jobs.train(config, model_dir)  # resumes: a finished run is only read back
   if not (model_dir / "bundle" / "manifest.json").exists():
     jobs.export(trained, config, model_dir / "bundle")
   _, vectors = eval_lib.embeddings(trained.model, trained.items,

@@ -71,6 +71,7 @@ def export(trained: train_lib.Trained, config: ml_collections.ConfigDict,
   histories = UserHistories(eval_lib.seen_interactions(data, split), config.data.history_len)
   embeddings, queries = eval_lib.embeddings(trained.model, trained.items, histories, users)
   model_info = {"name": config.name, "checkpoint_step": trained.step,
+                "default_beta": float(config.eval.get("beta", 0.0)),  # chosen on valid
                 "config_digest": config_digest(config), "dataset": trained.data.meta.get("name", "")}
   return export_bundle(out_dir, embeddings.astype(np.float32), np.asarray(catalog.item_id),
                        trained.data.train_counts(), model_info=model_info,

@@ -283,17 +283,16 @@ def two_tower_loss(config: ml_collections.ConfigDict, num_warm: int = 0) -> Loss
     term), with ID dropout on warm items;
   - profile: full softmax over every warm item of the catalog (`batch["catalog"]`) for
     the held-out items of each user's profile. The history items are embedded by the
-    same item tower in the same pass (with gradient), the targets with ID dropout.
+    same item-tower pass as the catalog (with gradient and the same ID dropout).
     Cold items are left out of the softmax: unobserved, not negative."""
   cfg = config.train
   if objective(config) == "profile":
     def profile_loss(model: TwoTower, batch: dict, key: jax.Array):
       catalog = batch["catalog"]
-      full = model.embed_items(catalog, catalog["warm"]).astype(jnp.float32)
-      dropped = full if not config.model.id_dropout else model.embed_items(
-          catalog, _id_keep(key, catalog["warm"], config.model.id_dropout)).astype(jnp.float32)
-      users = parallel.constrain_batch(model.embed_users(batch, catalog=full).astype(jnp.float32))
-      return losses.full_softmax(users, dropped, batch["targets"], batch["target_mask"],
+      keep = _id_keep(key, catalog["warm"], config.model.id_dropout)
+      items = model.embed_items(catalog, keep).astype(jnp.float32)
+      users = parallel.constrain_batch(model.embed_users(batch, catalog=items).astype(jnp.float32))
+      return losses.full_softmax(users, items, batch["targets"], batch["target_mask"],
                                  temperature=cfg.temperature,
                                  exclude=~catalog["warm"])
     return profile_loss

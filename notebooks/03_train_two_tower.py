@@ -36,7 +36,7 @@ import shutil
 
 from IPython.display import display
 
-from mmrec import jobs, train as train_lib, viz
+from mmrec import jobs, viz
 from mmrec.configs import two_tower
 
 config = two_tower.get_config(SIZE)
@@ -56,7 +56,7 @@ print(f"{config.name}: {STEPS} steps of {config.train.batch_size}, "
 
 # %% [markdown]
 # ## Train, and stop halfway
-# `train_lib.train` calls `on_log(step, metrics)` every `log_every` steps; the monitor
+# `jobs.train` calls `on_log(step, metrics)` every `log_every` steps; the monitor
 # draws the bar and the curves. Raising from the callback stops the run the way a kernel
 # interrupt would: the checkpoint written at `HALF` stays.
 
@@ -76,7 +76,7 @@ def stop_halfway(step, metrics):
 
 
 try:
-  train_lib.train(config, model_dir["multimodal"], on_log=stop_halfway)
+  jobs.train(config, model_dir["multimodal"], on_log=stop_halfway)
 except Interrupted as stop:
   print(f"interrupted after step {stop}; checkpoints: "
         f"{sorted(p.name for p in (model_dir['multimodal'] / 'checkpoints').iterdir())}")
@@ -88,7 +88,7 @@ except Interrupted as stop:
 
 # %%
 monitor.resume(HALF)
-multimodal = train_lib.train(config, model_dir["multimodal"], on_log=monitor)
+multimodal = jobs.train(config, model_dir["multimodal"], on_log=monitor)
 monitor.close()
 print(f"trained to step {multimodal.step}")
 
@@ -99,7 +99,7 @@ print(f"trained to step {multimodal.step}")
 # %%
 id_config = two_tower.with_variant(config, "id_only")
 id_monitor = viz.TrainingMonitor(STEPS, desc="id_only")
-id_only = train_lib.train(id_config, model_dir["id_only"], on_log=id_monitor)
+id_only = jobs.train(id_config, model_dir["id_only"], on_log=id_monitor)
 id_monitor.close()
 
 # %% [markdown]

@@ -29,21 +29,31 @@ SCRIPT = textwrap.dedent("""
     from mmrec import train
     train.make_optimizer = lambda cfg: optax.sgd(1.0)
     from mmrec.configs import two_tower
-    from mmrec.data.pipeline import UserHistories, training_batches
+    from mmrec.data.pipeline import UserHistories, profile_batches, training_batches
     cfg = two_tower.get_config("tiny")
-    cfg.data.data_dir, workdir = sys.argv[1], sys.argv[2]
-    cfg.train.update(steps=1, warmup_steps=0, log_every=1, checkpoint_every=1)
+    cfg.data.data_dir, workdir, objective = sys.argv[1:4]
+    cfg.train.update(steps=1, warmup_steps=0, log_every=1, checkpoint_every=1, objective=objective)
+    if objective == "next_item":  # the recipe of mmrec/configs/tpu.py
+      cfg.train.update(two_tower.NEXT_ITEM["train"])
+      cfg.model.user.update(kind="sequence", mlp_dim=64)
+    cfg.model.use_text = True  # the Transformer's attention weights are sharded too
     out = {}
     for name, (d, f, m) in {"one": (1, 1, 1), "sharded": (2, 2, 2)}.items():
       cfg.mesh.update(data=d, fsdp=f, model=m)
       model, data, items = train.prepare(cfg, workdir)
-      batches = training_batches(UserHistories(data.splits["train"], cfg.data.history_len), items,
-                                 batch_size=cfg.train.batch_size, seed=0)
+      histories = UserHistories(data.splits["train"], cfg.data.history_len)
+      constants = None
+      if objective == "profile":
+        batches = profile_batches(histories, batch_size=cfg.train.batch_size,
+                                  history_len=cfg.data.history_len, holdout=0.2, seed=0)
+        constants = train.catalog_features(items)
+      else:
+        batches = training_batches(histories, items, batch_size=cfg.train.batch_size, seed=0)
       before = {"/".join(map(str, p)): np.asarray(v.get_value()).tolist()
                 for p, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
       log = {}
-      train.fit(model, train.two_tower_loss(cfg), batches, cfg, f"{workdir}/{name}",
-                on_log=lambda s, m: log.update(m))
+      train.fit(model, train.two_tower_loss(cfg, int(items.warm.sum())), batches, cfg,
+                f"{workdir}/{name}", on_log=lambda s, m: log.update(m), constants=constants)
       flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
       out[name] = {"loss": log["loss"], "grad_norm": log["grad_norm"],
                    "before": before,
@@ -58,14 +68,14 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.fixture(scope="module")
-def runs(tiny_data_dir, tmp_path_factory):
+@pytest.fixture(scope="module", params=["next_item", "profile"])  # the sequence / profile tower
+def runs(request, tiny_data_dir, tmp_path_factory):
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
   out = subprocess.run([sys.executable, "-c", SCRIPT, str(tiny_data_dir),
-                        str(tmp_path_factory.mktemp("parallel"))],
+                        str(tmp_path_factory.mktemp("parallel")), request.param],
                        env=env, capture_output=True, text=True, timeout=900)
   assert out.returncode == 0, out.stderr[-3000:]
-  return json.loads(out.stdout.strip().splitlines()[-1])
+  return {"objective": request.param, **json.loads(out.stdout.strip().splitlines()[-1])}
 
 
 def test_sharded_step_matches_one_device(runs):
@@ -84,25 +94,34 @@ def test_sharded_step_matches_one_device(runs):
 
 # Expected (spec, shard shape) on the 2x2x2 mesh, written out from the rules in
 # mmrec/configs/two_tower.py (tiny sizes: width 32, 2 heads of 16, mlp 64, embed_dim 32).
-EXPECTED = {
+ITEM_TOWER = {
     "item_tower/ids/table/embedding": ("('fsdp', 'model')", "None"),
     "user_tower/ids/table/embedding": ("('fsdp', 'model')", "None"),
     "item_tower/text/tokens/embedding": ("('fsdp', 'model')", "None"),
+    "item_tower/bag/tokens/embedding": ("('fsdp', 'model')", "None"),
     "item_tower/text/encoder/blocks/0/attn/query/kernel": ("fsdp", "model", "None"),
-    "user_tower/encoder/blocks/0/attn/value/kernel": ("fsdp", "model", "None"),
     "item_tower/text/encoder/blocks/0/attn/out/kernel": ("model", "None", "fsdp"),
+    "item_tower/image/convs/0/kernel": (),
+}
+PROFILE_TOWER = {
+    "user_tower/mlp_in/kernel": ("fsdp", "model"),
+    "user_tower/proj/kernel": ("fsdp", "None"),
+    "user_tower/from_items/kernel": ("fsdp", "None"),
+}
+SEQUENCE_TOWER = {
+    "user_tower/encoder/blocks/0/attn/value/kernel": ("fsdp", "model", "None"),
     "user_tower/encoder/blocks/0/mlp_in/kernel": ("fsdp", "model"),
     "user_tower/encoder/blocks/0/mlp_out/kernel": ("model", "fsdp"),
     "user_tower/proj/kernel": ("fsdp", "None"),
     "user_tower/positions": ("None", "fsdp"),
     "user_tower/encoder/norm/scale": (),
-    "item_tower/image/convs/0/kernel": (),
 }
 
 
 def test_parameters_are_sharded_as_the_rules_say(runs):
   specs, shapes, params = (runs["sharded"][k] for k in ("specs", "shard_shapes", "params"))
-  for name, spec in EXPECTED.items():
+  user = PROFILE_TOWER if runs["objective"] == "profile" else SEQUENCE_TOWER
+  for name, spec in {**ITEM_TOWER, **user}.items():
     assert tuple(specs[name]) == spec, name
     full = np.shape(params[name])
     split = [1 if s == "None" else 4 if s.startswith("(") else 2 for s in spec]

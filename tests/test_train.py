@@ -6,16 +6,26 @@ import pytest
 from flax import nnx
 
 from mmrec import train as train_lib
-from mmrec.data.pipeline import UserHistories, training_batches
+from mmrec.configs import two_tower
+from mmrec.data.pipeline import UserHistories, profile_batches, training_batches
 
 
-def test_training_lowers_the_loss_on_a_fixed_batch(tiny_config, tmp_path):
+@pytest.mark.parametrize("objective", ["profile", "next_item"])
+def test_training_lowers_the_loss_on_a_fixed_batch(tiny_config, tmp_path, objective):
   cfg = tiny_config
   cfg.train.steps = 60
+  if objective == "next_item":  # the recipe of mmrec/configs/tpu.py
+    cfg.train.update(two_tower.NEXT_ITEM["train"], learning_rate=3e-3)
+    cfg.model.user.update(kind="sequence", mlp_dim=64)
   model, data, items = train_lib.prepare(cfg, tmp_path)
-  batch = training_batches(UserHistories(data.splits["train"], cfg.data.history_len), items,
-                           batch_size=cfg.train.batch_size, seed=123)[0]
-  loss_fn = train_lib.two_tower_loss(cfg)
+  histories = UserHistories(data.splits["train"], cfg.data.history_len)
+  if objective == "profile":
+    batch = profile_batches(histories, batch_size=cfg.train.batch_size,
+                            history_len=cfg.data.history_len, holdout=cfg.train.holdout, seed=123)[0]
+    batch["catalog"] = train_lib.catalog_features(items)
+  else:
+    batch = training_batches(histories, items, batch_size=cfg.train.batch_size, seed=123)[0]
+  loss_fn = train_lib.two_tower_loss(cfg, int(items.warm.sum()))
   key = jax.random.key(0)
   before = float(loss_fn(model, batch, key)[0])
   trained = train_lib.train(cfg, tmp_path)
@@ -60,6 +70,7 @@ def test_resume_from_checkpoint_continues_identically(tiny_config, tmp_path):
 def test_frozen_encoder_never_moves_and_its_cached_features_are_exact(tiny_config, tmp_path):
   cfg = tiny_config
   cfg.train.steps, cfg.train.frozen_encoders = 20, ("text",)
+  cfg.model.use_text = True
   initial, _, _ = train_lib.prepare(cfg, tmp_path)
   trained = train_lib.train(cfg, tmp_path)
   before, after = params(initial.item_tower), params(trained.model.item_tower)

@@ -6,7 +6,7 @@ import numpy as np
 from mmrec import train as train_lib
 from mmrec.configs import two_tower
 from mmrec.data import dataset as dataset_lib
-from mmrec.data.pipeline import UserHistories, training_batches
+from mmrec.data.pipeline import UserHistories, profile_batches
 from mmrec.data.schema import Catalog, Interactions
 from mmrec.evaluation import evaluate as evaluate_lib
 
@@ -47,8 +47,10 @@ def test_two_tower_without_images_trains_and_evaluates(tmp_path, monkeypatch):
   model, _, items = train_lib.prepare(cfg, tmp_path / "run")
   assert items.image.size == 0 and len(items.image) == data.num_items  # nothing decoded
   assert not hasattr(model.item_tower, "image")
-  batch = training_batches(UserHistories(data.splits["train"], cfg.data.history_len), items,
-                           batch_size=cfg.train.batch_size, seed=7)[0]
+  batch = profile_batches(UserHistories(data.splits["train"], cfg.data.history_len),
+                          batch_size=cfg.train.batch_size, history_len=cfg.data.history_len,
+                          holdout=cfg.train.holdout, seed=7)[0]
+  batch["catalog"] = train_lib.catalog_features(items)
   loss_fn = train_lib.two_tower_loss(cfg)
   before = float(loss_fn(model, batch, jax.random.key(0))[0])
 

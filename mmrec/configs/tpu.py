@@ -53,6 +53,11 @@ def base_config(*, size: str, chip: str, topology: str, num_slices: int = 1,
   c.data.history_len = t.pop("history_len")
   c.compile = ml_collections.ConfigDict(dict(num_items=t.pop("num_items")))
   c.model.update(t)
+  # Millions of items: the next-item recipe, trained end to end (Transformer text encoder).
+  c.train.update(two_tower.NEXT_ITEM["train"])
+  c.model.user.update(two_tower.NEXT_ITEM["model"]["user"])
+  c.model.update(dict(use_text=True, use_bag=False))
+  c.train.frozen_encoders = ()
   c.model.id_buckets = 2 * c.compile.num_items
   c.train.compute_dtype = "bfloat16"
   c.train.learning_rate = 1e-3

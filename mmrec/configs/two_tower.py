@@ -13,6 +13,7 @@ accelerator with --config.train.frozen_encoders='()').
 import ml_collections
 
 SIZES = ("tiny", "small", "medium")
+STEPS = 3000  # an upper bound: early stopping on valid recall@20 ends most runs sooner
 
 # Parameter sharding (mmrec.parallel): state path regex -> logical axes (first match wins;
 # unmatched state is replicated), then logical axis -> mesh axes.
@@ -38,15 +39,19 @@ LOGICAL_RULES = (
     ("kv", None),
 )
 VARIANTS = {
-    "multimodal": dict(use_text=True, use_image=True, use_id=True),
-    "id_only": dict(use_text=False, use_image=False, use_id=True, id_dropout=0.0),
-    "content_only": dict(use_text=True, use_image=True, use_id=False),
+    "multimodal": dict(use_bag=True, use_image=True, use_id=True),
+    "id_only": dict(use_bag=False, use_image=False, use_id=True, id_dropout=0.0),
+    "content_only": dict(use_bag=True, use_image=True, use_id=False),
 }
 # model.text of all-MiniLM-L6-v2 (= mmrec.models.import_bert.text_options("minilm")).
 MINILM_TEXT = dict(width=384, layers=6, heads=12, mlp_dim=1536, max_positions=512,
                    type_vocab_size=2, embed_norm=True, norm_first=False, gelu_approximate=False,
                    layer_norm_eps=1e-12)
-VARIANTS["minilm"] = dict(VARIANTS["multimodal"], text=MINILM_TEXT)
+VARIANTS["minilm"] = dict(VARIANTS["multimodal"], use_text=True, text=MINILM_TEXT)
+# The next-item recipe (sampled softmax over in-batch items, a Transformer over the last
+# items), for catalogs too large for a softmax over all of them (mmrec/configs/tpu.py).
+NEXT_ITEM = dict(train=dict(objective="next_item", temperature=0.05, logq_weight=0.5),
+                 model=dict(user=dict(kind="sequence")))  # and a user.mlp_dim
 
 
 def get_config(arg: str = "small") -> ml_collections.ConfigDict:
@@ -78,7 +83,7 @@ def get_config(arg: str = "small") -> ml_collections.ConfigDict:
   c.data.tokenizer = ""  # "": the dataset's own WordPiece; "minilm" or a tokenizer.json path
   c.data.image_size = 64
   c.data.max_text_len = 32 if tiny else 48
-  c.data.history_len = 20
+  c.data.history_len = 64 if tiny else 256  # profile: up to this many items of a user
   # data.source="import": raw files read by an importer (docs/data.md, mmrec.data.importers).
   c.data.import_ = ml_collections.ConfigDict()
   c.data.import_.format = ""  # movielens | recbole | amazon | hm | generic
@@ -105,11 +110,13 @@ def get_config(arg: str = "small") -> ml_collections.ConfigDict:
   c.data.clean.max_image_bytes = 20_000_000  # larger image files: item kept without image
 
   c.model = ml_collections.ConfigDict()
-  c.model.embed_dim = 32 if tiny else 64
+  c.model.embed_dim = 32 if tiny else 128
   c.model.id_buckets = 0  # 0: twice the catalog size
   c.model.id_dropout = 0.5  # drop the ID path for this share of warm items, so content learns alone
-  c.model.use_text = c.model.use_image = c.model.use_id = True
-  c.model.use_bag = False  # a bag of the item text's tokens beside the text encoder
+  # Text: a bag of tokens (cheap against the whole catalog every step) and/or the
+  # Transformer text encoder (pretrained, or MiniLM: frozen, see the minilm variant).
+  c.model.use_bag, c.model.use_text = True, False
+  c.model.use_image = c.model.use_id = True
   c.model.normalize = True  # L2-normalised towers (scores are cosines / temperature)
   c.model.text = dict(  # mmrec.models.text.TextEncoder options (BERT: see MINILM_TEXT)
       width=32 if tiny else 64, layers=1 if tiny else 2, heads=2 if tiny else 4,
@@ -121,30 +128,31 @@ def get_config(arg: str = "small") -> ml_collections.ConfigDict:
   c.model.warm_start = dict(checkpoint="", text="", image="", step=0)
   # kind: "sequence" (a Transformer over the last data.history_len items) or "profile"
   # (the whole profile pooled, mmrec.models.towers.ProfileTower; layers/heads unused)
-  c.model.user = dict(kind="sequence", width=32 if tiny else 64, layers=1,
-                      heads=2 if tiny else 4, mlp_dim=64 if tiny else 128)
+  # mlp_dim 0: a linear profile tower (docs/quality.md); layers/heads: the sequence kind's
+  c.model.user = dict(kind="profile", width=32 if tiny else 128, layers=1,
+                      heads=2 if tiny else 4, mlp_dim=0)
 
   c.train = ml_collections.ConfigDict()
-  c.train.batch_size = 64 if tiny else 256
-  c.train.steps = 60 if tiny else 800
-  c.train.learning_rate = 3e-3
-  c.train.warmup_steps = 10 if tiny else 100
-  c.train.weight_decay = 1e-4
+  c.train.batch_size = 64 if tiny else 128  # users (profile) or interactions (next_item)
+  c.train.steps = 60 if tiny else STEPS
+  c.train.learning_rate = 1e-3
+  c.train.warmup_steps = 10 if tiny else 50
+  c.train.weight_decay = 0.0
   c.train.grad_clip = 1.0
   c.train.encoder_lr_scale = 1.0  # learning rate of the text/image encoders relative to the rest
   c.train.freeze_encoders_steps = 0  # keep the encoders fixed for this many first steps
   # Encoders ("text", "image") fixed for the whole run: their outputs are computed once per
   # item and read from the item table (mmrec.train.with_frozen_features).
-  c.train.frozen_encoders = ()
+  c.train.frozen_encoders = ("image",)
   # "next_item": predict each interaction from the ones before it (sampled softmax);
   # "profile": predict held-out items of a user's profile from the rest (full softmax).
-  c.train.objective = "next_item"
+  c.train.objective = "profile"
   c.train.holdout = 0.2  # profile: share of each profile held out as targets per step
   c.train.targets = "held_out"  # profile: predict the held-out items, or "all" (Mult-DAE)
   c.train.uniform_negatives = 0  # next_item: extra negatives drawn uniformly per batch
-  c.train.validate_every = 0  # >0: valid recall@20 every N steps, early stopping, best kept
-  c.train.patience = 0  # validations without a new best before stopping (0: never)
-  c.train.temperature = 0.05
+  c.train.validate_every = 20 if tiny else 200  # >0: valid recall@20 every N steps, the best kept
+  c.train.patience = 5  # validations without a new best before stopping (0: never)
+  c.train.temperature = 0.2
   c.train.logq_weight = 0.5  # 1: full logQ correction, 0: none (see mmrec.losses.sampled_softmax)
   c.train.cache_refresh_every = 10 if tiny else 50  # steps between item-cache refreshes (user tower input)
   c.train.log_every = 10 if tiny else 50
@@ -169,8 +177,9 @@ def get_config(arg: str = "small") -> ml_collections.ConfigDict:
   c.eval.split = "test"
   c.eval.ks = (10, 20, 50)
   c.eval.batch_size = 256
-  # `mmrec recommend`: score - beta * ln(1 + training popularity) (mmrec.serving.tail);
-  # evaluation itself ranks by the raw scores.
+  # Popularity calibration, score - beta * ln(1 + training popularity) (mmrec.serving.tail),
+  # chosen on valid (benchmarks/quality.py): used by evaluate and recommend, and the
+  # exported bundle's default_beta.
   c.eval.beta = 0.0
   return with_variant(c, variant)
 
@@ -184,6 +193,6 @@ def with_variant(config: ml_collections.ConfigDict, variant: str) -> ml_collecti
   if variant == "minilm":  # MiniLM's tokenizer for the item text, its weights by warm start
     c.data.update(dict(tokenizer="minilm", vocab_size=30522))
     c.model.warm_start.text = "minilm"
-    c.train.frozen_encoders = ("text",)
+    c.train.frozen_encoders = ("text", "image")
   c.name = f"two_tower_{variant}"
   return c

@@ -164,9 +164,19 @@ def format_table(rows: dict[str, dict[str, float]], keys=TABLE_KEYS) -> str:
   return "\n".join(lines)
 
 
+def calibrated(scorer: Scorer, popularity: np.ndarray, beta: float) -> Scorer:
+  """Scores as the bundle ranks them: score - beta * ln(1 + popularity) (docs/bundle.md)."""
+  if not beta:
+    return scorer
+  penalty = np.float32(beta) * np.log1p(np.asarray(popularity, np.float64)).astype(np.float32)
+  return lambda users: scorer(users) - penalty
+
+
 def evaluate_trained(trained, config: ml_collections.ConfigDict) -> dict[str, float]:
-  """Metrics of a trained two-tower (`mmrec.train.Trained`) on `config.eval.split`."""
+  """Metrics of a trained two-tower (`mmrec.train.Trained`) on `config.eval.split`, ranked
+  as its bundle ranks (with the popularity calibration `eval.beta`)."""
   scorer = two_tower_scorer(trained.model, trained.data, trained.items, split=config.eval.split,
                             history_len=config.data.history_len)
+  scorer = calibrated(scorer, trained.data.train_counts(), config.eval.get("beta", 0.0))
   return evaluate(scorer, trained.data, split=config.eval.split, ks=config.eval.ks,
                   batch_size=config.eval.batch_size)

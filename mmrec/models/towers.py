@@ -130,9 +130,9 @@ class ProfileTower(nnx.Module):
 
   Each item of the profile is its own ID embedding plus a projection of its
   item-tower embedding; their sum over the profile, scaled by 1/sqrt(size) as
-  Mult-VAE normalises its input, goes through a two-layer tanh MLP (Mult-DAE's
-  input dropout is the training objective's: `mmrec.data.pipeline.profile_batches`).
-  An empty profile gives the MLP of zeros. The output is L2-normalised when
+  Mult-VAE normalises its input, plus a learned prior (what an empty profile gets),
+  goes through a two-layer tanh MLP, or a linear map when `user.mlp_dim` is 0
+  (Mult-DAE's input dropout is the training objective's: `profile_batches`). The output is L2-normalised when
   `cfg.normalize` (matching the item tower).
   """
 
@@ -141,8 +141,10 @@ class ProfileTower(nnx.Module):
     self.normalize = cfg.get("normalize", True)
     self.ids = HashedEmbed(id_buckets, u.width, rngs=rngs)
     self.from_items = nnx.Linear(cfg.embed_dim, u.width, rngs=rngs)
-    self.mlp_in = nnx.Linear(u.width, u.mlp_dim, rngs=rngs)
-    self.proj = nnx.Linear(u.mlp_dim, cfg.embed_dim, rngs=rngs)
+    self.prior = nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (u.width,)))
+    # mlp_dim 0: linear (the score is then a low-rank item-item model, as EASE is full-rank)
+    self.mlp_in = nnx.Linear(u.width, u.mlp_dim, rngs=rngs) if u.mlp_dim else None
+    self.proj = nnx.Linear(u.mlp_dim or u.width, cfg.embed_dim, rngs=rngs)
 
   def __call__(self, history: jax.Array, history_mask: jax.Array,
                history_items: jax.Array) -> jax.Array:
@@ -153,7 +155,8 @@ class ProfileTower(nnx.Module):
     # pooled before the (linear) projection: B x D x W work instead of B x H x D x W
     summed = ((self.ids(history) * m).sum(1) + self.from_items((history_items * m).sum(1))
               + (count - 1) * self.from_items.bias[...])  # = sum over h of from_items(v_h)
-    x = self.proj(jnp.tanh(self.mlp_in(summed * jax.lax.rsqrt(jnp.maximum(count, 1.0)))))
+    x = summed * jax.lax.rsqrt(jnp.maximum(count, 1.0)) + self.prior[...]  # the user of no items
+    x = self.proj(x if self.mlp_in is None else jnp.tanh(self.mlp_in(x)))
     return l2_normalize(x) if self.normalize else x
 
 

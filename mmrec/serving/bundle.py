@@ -128,7 +128,7 @@ class Bundle:
       *,
       exclude: Sequence[Sequence[str]] | None = None,
       restrict: Sequence[str] | Sequence[Sequence[str]] | None = None,
-      beta: float = 0.0,
+      beta: float | None = None,
       tail_balance: float = 0.0,
       exact: bool = False,
       candidates: int | None = None,
@@ -142,7 +142,8 @@ class Bundle:
       restrict: the only item ids that may be returned: one list for every
         query, or one list per query (e.g. `bundle.ids_where(category=...)`).
         Unknown ids in `exclude` and `restrict` are ignored.
-      beta: popularity calibration, score - beta * ln(popularity + 1).
+      beta: popularity calibration, score - beta * ln(popularity + 1); None: the
+        bundle's `default_beta` (chosen on valid at export; 0 when none was).
       tail_balance: in [0, 1], greedy head/tail balance (`mmrec.serving.tail`).
       exact: numpy brute force over all embeddings instead of ScaNN.
       candidates: how many best raw-score items to re-rank (default `k`
@@ -160,6 +161,7 @@ class Bundle:
       raise ValueError("queries contain NaN or inf")
     if not isinstance(k, (int, np.integer)) or not 1 <= k <= self.num_items:
       raise ValueError(f"k={k} must be an int in [1, {self.num_items}] (the bundle's num_items)")
+    beta = self.default_beta if beta is None else beta
     tail.check_knobs(beta, tail_balance)
     f = min(self.num_items, candidates or tail.default_candidates(k, beta, tail_balance))
     if f < k:
@@ -186,6 +188,15 @@ class Bundle:
     """
     row = self._index(item_id)
     return self._one(self.embeddings[row], k, [item_id, *_flat(exclude, "exclude")], options)
+
+  @property
+  def default_beta(self) -> float:
+    """The popularity calibration searches use unless given one (manifest model.default_beta)."""
+    beta = self.manifest["model"].get("default_beta", 0.0)
+    if not isinstance(beta, (int, float)) or not np.isfinite(beta) or beta < 0:
+      raise BundleError(f"{self.path}: manifest model.default_beta={beta!r} must be a finite "
+                        "number >= 0")
+    return float(beta)
 
   @property
   def has_user_tower(self) -> bool:

@@ -38,8 +38,9 @@ class RecommendRequest(BaseModel):
   embedding: list[FiniteFloat] | None = Field(None, min_length=1, max_length=MAX_DIMENSION,
                                               description="A user-tower embedding [dimension].")
   k: int = Field(10, ge=1, le=MAX_K, description="Results wanted (also <= the bundle's items).")
-  beta: FiniteFloat = Field(0.0, ge=0.0, le=MAX_BETA,
-                            description="Popularity calibration: score - beta * ln(1 + pop).")
+  beta: FiniteFloat | None = Field(None, ge=0.0, le=MAX_BETA,
+                                   description="Popularity calibration: score - beta * "
+                                   "ln(1 + pop); default: the bundle's default_beta.")
   tail_balance: FiniteFloat = Field(0.0, ge=0.0, le=1.0,
                                     description="Head/tail balance (xQuAD-style) in [0, 1].")
   exclude: list[str] = Field(default_factory=list, max_length=MAX_EXCLUDE,
@@ -130,7 +131,8 @@ def create_app(bundle_dir: str | os.PathLike, *, poll_seconds: float = 2.0,
   @app.get("/v1/similar/{item_id:path}", response_model=Recommendations)
   def similar(item_id: str,
               k: int = Query(10, ge=1, le=MAX_K),
-              beta: float = Query(0.0, ge=0.0, le=MAX_BETA, allow_inf_nan=False),
+              beta: float | None = Query(None, ge=0.0, le=MAX_BETA, allow_inf_nan=False,
+                                         description="default: the bundle's default_beta"),
               tail_balance: float = Query(0.0, ge=0.0, le=1.0, allow_inf_nan=False),
               category: str | None = Query(None, description="Only items of this category.")
               ) -> dict:
@@ -189,7 +191,7 @@ def _check_k(k: int, bundle: Bundle) -> int:
   return k
 
 
-def _options(served: Served, method: str, beta: float, tail_balance: float,
+def _options(served: Served, method: str, beta: float | None, tail_balance: float,
              restrict: list[str] | None, category: str | None,
              exclude: list[str]) -> dict[str, Any]:
   """Keyword options for the bundle's `method`; only those that differ from the defaults."""
@@ -200,7 +202,7 @@ def _options(served: Served, method: str, beta: float, tail_balance: float,
       raise HTTPException(422, f"no items in category {category!r}")
     restrict = served.categories[category]
   options = {name: value for name, value, default in
-             (("beta", beta, 0.0), ("tail_balance", tail_balance, 0.0),
+             (("beta", beta, None), ("tail_balance", tail_balance, 0.0),
               ("restrict", restrict, None), ("exclude", exclude, []))
              if value != default}
   unsupported = sorted(set(options) - served.options[method])

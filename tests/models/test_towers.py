@@ -77,6 +77,6 @@ def test_profile_tower_pools_each_history_item():
   items = jnp.asarray(rng.normal(size=(3, 5, 8)).astype(np.float32))
   per_item = np.asarray(tower.ids(history) + tower.from_items(items))
   pooled = (per_item * mask[..., None]).sum(1) / np.sqrt(np.maximum(mask.sum(1), 1))[:, None]
-  want = tower.proj(jnp.tanh(tower.mlp_in(jnp.asarray(pooled))))
+  want = tower.proj(jnp.tanh(tower.mlp_in(jnp.asarray(pooled) + tower.prior[...])))
   got = tower(history, jnp.asarray(mask), items)
   np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)

@@ -314,3 +314,24 @@ def test_serving_needs_no_jax(bundle_dir):
                         capture_output=True, text=True, timeout=120)
   assert done.returncode == 0, done.stderr
   assert done.stdout.split()[1] == "3" and done.stdout.split()[0].startswith("item-")
+
+
+def test_default_beta_from_the_manifest(bundle_dir, tmp_path):
+  """A bundle exported with model.default_beta uses it when no beta is given, 0 overrides it."""
+  rng = np.random.default_rng(6)
+  queries = rng.normal(size=(3, D)).astype(np.float32)
+  plain = load_bundle(bundle_dir)
+  assert plain.default_beta == 0.0
+  src = load_bundle(bundle_dir)
+  tuned = load_bundle(export.export_bundle(
+      tmp_path / "b", src.embeddings, src.item_ids, src.popularity,
+      model_info={"name": "test", "default_beta": 0.3}))
+  assert tuned.default_beta == 0.3
+  for exact in (False, True):
+    default, _ = tuned.search(queries, 10, exact=exact)
+    explicit, _ = plain.search(queries, 10, beta=0.3, exact=exact)
+    np.testing.assert_array_equal(default, explicit)
+    off, _ = tuned.search(queries, 10, beta=0.0, exact=exact)
+    np.testing.assert_array_equal(off, plain.search(queries, 10, exact=exact)[0])
+  for r, q in enumerate(queries):
+    assert default[r].tolist() == _reference(tuned, q, 10, beta=0.3)
