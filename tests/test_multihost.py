@@ -30,7 +30,7 @@ SCRIPT = textwrap.dedent("""
     from mmrec.configs import two_tower
     from mmrec.data.pipeline import UserHistories, training_batches
     data_dir, workdir, out, steps, local = sys.argv[1], sys.argv[2], sys.argv[3], *map(int, sys.argv[4:6])
-    cfg = two_tower.get_config("tiny")
+    cfg = two_tower.use_next_item(two_tower.get_config("tiny"))  # with the item-cache refresh
     cfg.data.data_dir = data_dir
     cfg.mesh.update(data=2, fsdp=2, model=1)
     cfg.train.update(steps=steps, warmup_steps=1, log_every=1, checkpoint_every=2,

@@ -34,8 +34,7 @@ SCRIPT = textwrap.dedent("""
     cfg.data.data_dir, workdir, objective = sys.argv[1:4]
     cfg.train.update(steps=1, warmup_steps=0, log_every=1, checkpoint_every=1, objective=objective)
     if objective == "next_item":  # the recipe of mmrec/configs/tpu.py
-      cfg.train.update(two_tower.NEXT_ITEM["train"])
-      cfg.model.user.update(kind="sequence", mlp_dim=64)
+      two_tower.use_next_item(cfg)
     cfg.model.use_text = True  # the Transformer's attention weights are sharded too
     out = {}
     for name, (d, f, m) in {"one": (1, 1, 1), "sharded": (2, 2, 2)}.items():
@@ -89,7 +88,7 @@ def test_sharded_step_matches_one_device(runs):
     grad_sharded = np.subtract(before, sharded["params"][name])
     np.testing.assert_allclose(grad_sharded, grad_one, rtol=1e-4, atol=1e-6, err_msg=name)
     real, total = real + (np.abs(grad_one) > 1e-6).sum(), total + grad_one.size
-  assert real > 0.2 * total, (real, total)  # (embedding rows not in the batch get no gradient)
+  assert real > 0.1 * total, (real, total)  # (embedding rows not in the batch get no gradient)
 
 
 # Expected (spec, shard shape) on the 2x2x2 mesh, written out from the rules in
@@ -104,7 +103,7 @@ ITEM_TOWER = {
     "item_tower/image/convs/0/kernel": (),
 }
 PROFILE_TOWER = {
-    "user_tower/mlp_in/kernel": ("fsdp", "model"),
+    "user_tower/prior": (),
     "user_tower/proj/kernel": ("fsdp", "None"),
     "user_tower/from_items/kernel": ("fsdp", "None"),
 }
@@ -138,7 +137,8 @@ def test_optimizer_state_follows_its_parameter_and_indivisible_dims_fall_back(ca
   from flax import nnx
   from mmrec.models.towers import TwoTower
   from mmrec.train import make_optimizer
-  cfg = two_tower.get_config("tiny")
+  cfg = two_tower.use_next_item(two_tower.get_config("tiny"))  # the Transformer user tower
+  cfg.model.use_text = True
 
   def create():
     model = TwoTower(cfg.model, num_items=50, vocab_size=120, max_text_len=8, history_len=4,
@@ -187,8 +187,8 @@ def tiny_step_setup(**train):
   from flax import nnx
   from mmrec import train as train_lib
   from mmrec.models.towers import TwoTower
-  cfg = two_tower.get_config("tiny")
-  cfg.model.id_dropout = 0.0
+  cfg = two_tower.use_next_item(two_tower.get_config("tiny"))  # a batch of (history, item)
+  cfg.model.update(id_dropout=0.0, use_text=True)
   cfg.train.update(train)
   b, h, length, n = 16, 4, 8, 40
   model = TwoTower(cfg.model, num_items=n, vocab_size=100, max_text_len=length, history_len=h,

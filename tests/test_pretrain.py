@@ -104,6 +104,7 @@ def two_tower_config(pretrained):
   cfg.data.data_dir = pretrained["cfg"].data.data_dir
   cfg.data.max_text_len = pretrained["cfg"].data.max_text_len
   cfg.model.warm_start.checkpoint = str(pretrained["workdir"])
+  cfg.model.use_text, cfg.train.frozen_encoders = True, ()  # both encoders warm-started, trained
   return cfg
 
 
@@ -190,6 +191,7 @@ def test_encoder_learning_rate_scale():
 
   cfg = two_tower.get_config("tiny").train
   cfg.encoder_lr_scale, cfg.weight_decay, cfg.warmup_steps, cfg.steps = 0.1, 0.0, 1, 10
+  cfg.learning_rate, cfg.frozen_encoders = 3e-3, ()
   model = EncoderAndHead()
   optimizer = nnx.Optimizer(model, train_lib.make_optimizer(cfg), wrt=nnx.Param)
   before = param_arrays(model)

@@ -15,8 +15,7 @@ def test_training_lowers_the_loss_on_a_fixed_batch(tiny_config, tmp_path, object
   cfg = tiny_config
   cfg.train.steps = 60
   if objective == "next_item":  # the recipe of mmrec/configs/tpu.py
-    cfg.train.update(two_tower.NEXT_ITEM["train"], learning_rate=3e-3)
-    cfg.model.user.update(kind="sequence", mlp_dim=64)
+    two_tower.use_next_item(cfg).train.learning_rate = 3e-3
   model, data, items = train_lib.prepare(cfg, tmp_path)
   histories = UserHistories(data.splits["train"], cfg.data.history_len)
   if objective == "profile":

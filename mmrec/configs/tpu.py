@@ -54,8 +54,7 @@ def base_config(*, size: str, chip: str, topology: str, num_slices: int = 1,
   c.compile = ml_collections.ConfigDict(dict(num_items=t.pop("num_items")))
   c.model.update(t)
   # Millions of items: the next-item recipe, trained end to end (Transformer text encoder).
-  c.train.update(two_tower.NEXT_ITEM["train"])
-  c.model.user.update(two_tower.NEXT_ITEM["model"]["user"])
+  two_tower.use_next_item(c)
   c.model.update(dict(use_text=True, use_bag=False))
   c.train.frozen_encoders = ()
   c.model.id_buckets = 2 * c.compile.num_items

@@ -48,10 +48,6 @@ MINILM_TEXT = dict(width=384, layers=6, heads=12, mlp_dim=1536, max_positions=51
                    type_vocab_size=2, embed_norm=True, norm_first=False, gelu_approximate=False,
                    layer_norm_eps=1e-12)
 VARIANTS["minilm"] = dict(VARIANTS["multimodal"], use_text=True, text=MINILM_TEXT)
-# The next-item recipe (sampled softmax over in-batch items, a Transformer over the last
-# items), for catalogs too large for a softmax over all of them (mmrec/configs/tpu.py).
-NEXT_ITEM = dict(train=dict(objective="next_item", temperature=0.05, logq_weight=0.5),
-                 model=dict(user=dict(kind="sequence")))  # and a user.mlp_dim
 
 
 def get_config(arg: str = "small") -> ml_collections.ConfigDict:
@@ -196,3 +192,14 @@ def with_variant(config: ml_collections.ConfigDict, variant: str) -> ml_collecti
     c.train.frozen_encoders = ("text", "image")
   c.name = f"two_tower_{variant}"
   return c
+
+
+def use_next_item(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config`, changed in place to the next-item recipe: predict each interaction from
+  the last `data.history_len` before it with the Transformer user tower, sampled softmax
+  over the in-batch items with logQ correction. For catalogs too large for a softmax
+  over all of them (mmrec/configs/tpu.py)."""
+  config.train.update(dict(objective="next_item", temperature=0.05, logq_weight=0.5))
+  config.model.user.kind = "sequence"
+  config.model.user.mlp_dim = config.model.user.mlp_dim or 2 * config.model.user.width
+  return config
