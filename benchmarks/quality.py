@@ -136,8 +136,8 @@ def mmrec_fit(data: RecDataset, *, beta: float = 0.0, undo: str = "mmrec") -> ev
                                        history_len=config.data.history_len)  # train history
     _trained[key] = (scorer, seconds)
   scorer, seconds = _trained[key]
-  fitted = eval_lib.calibrated(scorer, data.train_counts(), beta)
-  fitted = lambda users, f=fitted: f(users)
+  calibrated = eval_lib.calibrated(scorer, data.train_counts(), beta)
+  fitted = lambda users: calibrated(users)  # a new function: it carries this fit's time
   fitted.train_seconds = seconds  # the training, not the (free) beta setting
   return fitted
 

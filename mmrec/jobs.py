@@ -98,7 +98,7 @@ def recommend(trained: train_lib.Trained, config: ml_collections.ConfigDict,
   Columns `user_id`, `item_id` (original ids), `rank` (1 = best), `score`. Users: all,
   or `users` (original ids, in that order). Scores, history and the seen items left out
   are evaluation's on `split` (default `eval.split`); `beta` (default `eval.beta`)
-  calibrates the scores by training popularity (`mmrec.serving.tail.calibrate`).
+  calibrates the scores by training popularity, as the bundle does.
   Returns the number of rows written.
   """
   out, data = pathlib.Path(out), trained.data
@@ -118,15 +118,16 @@ def recommend(trained: train_lib.Trained, config: ml_collections.ConfigDict,
     if unknown:
       raise ValueError(f"{len(unknown)} unknown user id(s), e.g. {unknown[:5]}")
     rows = np.array([index[u] for u in dict.fromkeys(users)], np.int64)
-  scorer = eval_lib.two_tower_scorer(trained.model, data, trained.items, split=split,
-                                     history_len=config.data.history_len)
+  scorer = eval_lib.calibrated(
+      eval_lib.two_tower_scorer(trained.model, data, trained.items, split=split,
+                                history_len=config.data.history_len), data.train_counts(), beta)
   seen = eval_lib.items_by_user(eval_lib.seen_interactions(data, split), data.num_users)
-  popularity, k = data.train_counts(), min(k, data.num_items)
+  k = min(k, data.num_items)
   empty = np.zeros(0, np.int64)
   parts = [(empty, empty, empty, np.zeros(0, np.float32))]
   for start in range(0, len(rows), config.eval.batch_size):
     batch = rows[start:start + config.eval.batch_size]
-    scores = tail.calibrate(scorer(batch), popularity, beta)
+    scores = np.array(scorer(batch), np.float32)
     for r, u in enumerate(batch):
       scores[r, seen[u]] = -np.inf
     top = masked_topk(scores, None, k)  # equal scores: lower item index first

@@ -63,6 +63,11 @@ def load_bundle(path: str | pathlib.Path, *, verify_checksums: bool = True) -> "
   if searcher.size() != n:
     raise BundleError(f"{path}/scann: the ScaNN searcher holds {searcher.size()} items, "
                       f"manifest.json num_items={n}")
+  beta = manifest["model"].get("default_beta", 0.0)
+  if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not np.isfinite(beta) \
+      or beta < 0:
+    raise BundleError(f"{path}/manifest.json: model.default_beta={beta!r} must be a finite "
+                      "number >= 0")
   return Bundle(path, manifest, embeddings, item_ids, popularity, metadata, searcher)
 
 
@@ -80,6 +85,8 @@ class Bundle:
     self.is_head = tail.head_tail_split(popularity, manifest["popularity"]["head_share"])
     self.metadata = metadata  # name -> list aligned to items; {} without metadata.json
     self.searcher = searcher
+    # the popularity calibration searches use unless given one (checked by load_bundle)
+    self.default_beta = float(manifest["model"].get("default_beta", 0.0))
     self._row = {item_id: i for i, item_id in enumerate(item_ids.tolist())}
     self._user_tower = None  # loaded on first use (needs jax)
 
@@ -188,15 +195,6 @@ class Bundle:
     """
     row = self._index(item_id)
     return self._one(self.embeddings[row], k, [item_id, *_flat(exclude, "exclude")], options)
-
-  @property
-  def default_beta(self) -> float:
-    """The popularity calibration searches use unless given one (manifest model.default_beta)."""
-    beta = self.manifest["model"].get("default_beta", 0.0)
-    if not isinstance(beta, (int, float)) or not np.isfinite(beta) or beta < 0:
-      raise BundleError(f"{self.path}: manifest model.default_beta={beta!r} must be a finite "
-                        "number >= 0")
-    return float(beta)
 
   @property
   def has_user_tower(self) -> bool:

@@ -271,6 +271,8 @@ def _drop_field(name):
     (_int32_popularity, r"popularity.npy: dtype int32, expected int64"),
     (_popularity_edit, r"popularity.npy: head/tail cut .* disagrees with manifest.json"),
     (_planted_pickle, r"scann_docids.pkl: not listed in manifest.json"),
+    (_edit_manifest(model={"name": "test", "default_beta": -1}),
+     r"model.default_beta=-1 must be a finite number >= 0"),
 ])
 def test_corrupt_bundles_are_refused(bundle_dir, tmp_path, corrupt, message):
   path = tmp_path / "copy"
