@@ -101,9 +101,10 @@ def get_config(arg: str = "small") -> ml_collections.ConfigDict:
   c.data.clean.rating_threshold = 0.0  # > 0: keep rows with rating >= this (0: no filter)
   c.data.clean.user_core = 0  # k-core: users need >= this many interactions (0: off)
   c.data.clean.item_core = 0  # and items as many (iterated to a fixed point)
-  c.data.clean.max_id_chars = 256  # longer ids: row dropped as oversized_field
+  c.data.clean.max_id_chars = 256  # longer ids: row dropped as oversized_id
   c.data.clean.max_text_chars = 4000  # longer text fields are truncated (counted)
   c.data.clean.max_image_bytes = 20_000_000  # larger image files: item kept without image
+  c.data.clean.max_image_pixels = 25_000_000  # more (a decompression bomb): kept without image
 
   c.model = ml_collections.ConfigDict()
   c.model.embed_dim = 32 if tiny else 128

@@ -9,6 +9,9 @@ description; category = the categories path joined by " > " (else main_category)
 Images, when the user has downloaded them, are read from `<image_dir>/` as
 `<parent_asin>.<ext>` or by the file name of the item's first image URL;
 a missing file is an item without an image.
+Validation (the dataset's field descriptions): ratings 1.0..5.0, timestamps
+whole milliseconds, items ASINs (10 digits or capital letters), user ids
+capital letters and digits.
 """
 
 from __future__ import annotations
@@ -19,17 +22,20 @@ import numpy as np
 import pyarrow as pa
 
 from mmrec.data.importers import tables
-from mmrec.data.importers.base import DataImportError, Imported, Options, finish, require_dir
+from mmrec.data.importers.base import (DataImportError, Imported, Options, Rules, finish,
+                                       require_dir)
 from mmrec.data.importers.images import ImageFolder
 
 _SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz")
+AMAZON = Rules(user_id=r"[A-Z0-9]+", item_id=r"[A-Z0-9]{10}", rating=(1.0, 5.0),
+               whole_timestamp=True)
 
 
 def read_amazon(path, options: Options) -> Imported:
   path = require_dir(path)
   reviews_file, meta_file = _files(path)
   folder = ImageFolder(path / options.image_dir) if options.image_dir else ImageFolder(None)
-  builder = options.catalog_builder()
+  builder = options.catalog_builder(meta_file.name, AMAZON)
   for records, rows in tables.read_json_lines(meta_file, builder.drops):
     for record, row in zip(records, rows.tolist()):
       item_id = _text(record.get("parent_asin") or record.get("asin"))
@@ -40,12 +46,14 @@ def read_amazon(path, options: Options) -> Imported:
                   _join(record.get("features")) + " " + _join(record.get("description")),
                   category, image=_image(folder, item_id, record.get("images")),
                   where=f"{meta_file.name} line {row}")
-  builder.rows += builder.drops.counts["malformed_line"]
-  collector = options.collector(builder.index)
+  collector = options.collector(builder.index, rules=AMAZON)
   for records, rows in tables.read_json_lines(reviews_file, collector.drops):
     user = pa.array([_text(r.get("user_id")) for r in records], pa.string())
     item = pa.array([_text(r.get("parent_asin") or r.get("asin")) for r in records], pa.string())
-    seconds = np.floor(np.array([_number(r.get("timestamp")) for r in records]) / 1000.0)
+    millis = np.array([_number(r.get("timestamp")) for r in records])
+    if AMAZON.whole_timestamp:
+      millis[millis != np.floor(millis)] = np.nan
+    seconds = np.floor(millis / 1000.0)
     rating = np.array([_number(r.get("rating")) for r in records])
     collector.add(reviews_file.name, rows, user, item, seconds, rating)
   encoder = options.encoder() if len(folder) else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 import dataclasses
 import pathlib
+import re
 from typing import Any
 
 import numpy as np
@@ -19,16 +20,23 @@ import pyarrow.compute as pc
 
 from mmrec.data import split as split_lib
 from mmrec.data.clean import MAX_TIMESTAMP
+from mmrec.data.importers import checks
+from mmrec.data.importers import images as images_lib
 from mmrec.data.importers import text as text_lib
+from mmrec.data.importers.checks import Rules
 from mmrec.data.importers.images import OUTCOMES, ImageEncoder
 from mmrec.data.schema import Catalog
 
 NUM_EXAMPLES = 5
-# Interaction rows, first reason that applies (plus malformed_line from the readers).
-ROW_REASONS = ("malformed_line", "missing_id", "oversized_id", "bad_timestamp", "bad_rating",
-               "unknown_item", "unknown_user")
-# Item rows: dropped (malformed_line, missing_id, oversized_id, duplicate_item) or repaired.
-ITEM_REASONS = ("malformed_line", "missing_id", "oversized_id", "duplicate_item", "oversized_text")
+# Interaction rows, first reason that applies (bad_encoding and malformed_line from the readers).
+ROW_REASONS = ("bad_encoding", "malformed_line", "missing_id", "oversized_id", "bad_id",
+               "bad_timestamp", "bad_rating", "unknown_item", "unknown_user")
+# Item rows: dropped (all but oversized_text) or repaired (oversized_text).
+ITEM_REASONS = ("bad_encoding", "malformed_line", "missing_id", "oversized_id", "bad_id",
+                "duplicate_item", "oversized_text")
+# Rows of an optional user file (users.dat, NAME.user, customers.csv).
+USER_REASONS = ("bad_encoding", "malformed_line", "missing_id", "oversized_id", "bad_id")
+REPAIRED = ("oversized_text",)  # Counted, but the row is kept.
 
 
 class DataImportError(ValueError):
@@ -36,27 +44,44 @@ class DataImportError(ValueError):
 
 
 class Drops:
-  """Counts per reason, with up to NUM_EXAMPLES examples (e.g. 'u.data row 7') each."""
+  """Counts per reason (and per file), with up to NUM_EXAMPLES examples (e.g.
+  'u.data line 7', the physical line) each."""
 
   def __init__(self, reasons: Sequence[str]):
     self.counts = {r: 0 for r in reasons}
     self.examples: dict[str, list[str]] = {}
+    self.by_file: dict[str, dict[str, int]] = {}
+    self.kept: dict[str, int] = {}  # rows kept per file, told by the collector
 
-  def add(self, reason: str, example: str | None = None, n: int = 1):
-    self.add_many(reason, [] if example is None else [example], n)
+  def add(self, reason: str, example: str | None = None, n: int = 1, file: str = ""):
+    self.add_many(reason, [] if example is None else [example], n, file)
 
-  def add_many(self, reason: str, examples: Sequence[str], n: int):
+  def add_many(self, reason: str, examples: Sequence[str], n: int, file: str = ""):
     if n <= 0:
       return
     self.counts[reason] = self.counts.get(reason, 0) + int(n)
     kept = self.examples.setdefault(reason, [])
     kept.extend(list(examples)[:NUM_EXAMPLES - len(kept)])
+    if file:
+      per_file = self.by_file.setdefault(file, {})
+      per_file[reason] = per_file.get(reason, 0) + int(n)
 
   def total(self) -> int:
-    return sum(self.counts.values())
+    """Rows dropped (repaired ones are kept, so not counted)."""
+    return sum(n for r, n in self.counts.items() if r not in REPAIRED)
+
+  def files(self) -> dict[str, dict[str, Any]]:
+    """Per file: records `read` = `kept` + the sum of `dropped` (per reason)."""
+    out = {}
+    for name in dict.fromkeys([*self.kept, *self.by_file]):
+      dropped = {r: n for r, n in self.by_file.get(name, {}).items() if r not in REPAIRED}
+      kept = self.kept.get(name, 0)
+      out[name] = {"read": kept + sum(dropped.values()), "kept": kept, "dropped": dropped}
+    return out
 
   def as_dict(self) -> dict[str, Any]:
-    return {"counts": dict(self.counts), "examples": {k: v for k, v in self.examples.items() if v}}
+    return {"counts": dict(self.counts), "examples": {k: v for k, v in self.examples.items() if v},
+            "files": self.files()}
 
 
 def require_file(directory: pathlib.Path, *names: str, what: str = "") -> pathlib.Path:
@@ -112,6 +137,7 @@ class Options:
   max_id_chars: int = 256
   max_text_chars: int = 4000
   max_image_bytes: int = 20_000_000
+  max_image_pixels: int = images_lib.MAX_PIXELS
   # Protocol "given": the (train, valid, test) parts of the interaction file names, one file
   # per split (data.split.benchmark_filename); () = one interaction file.
   given_files: tuple[str, ...] = ()
@@ -129,18 +155,23 @@ class Options:
                image_size=data_cfg.image_size, image_format=imp.image_format,
                image_quality=imp.image_quality, workers=imp.workers,
                max_id_chars=clean.max_id_chars, max_text_chars=clean.max_text_chars,
-               max_image_bytes=clean.max_image_bytes, given_files=given)
+               max_image_bytes=clean.max_image_bytes,
+               max_image_pixels=clean.get("max_image_pixels", images_lib.MAX_PIXELS),
+               given_files=given)
 
   def encoder(self) -> ImageEncoder:
     return ImageEncoder(self.image_size, self.image_format, self.image_quality,
-                        self.max_image_bytes, self.workers)
+                        self.max_image_bytes, self.workers, self.max_image_pixels)
 
-  def catalog_builder(self) -> "CatalogBuilder":
-    return CatalogBuilder(self.max_id_chars, self.max_text_chars)
+  def catalog_builder(self, file: str, rules: Rules = Rules()) -> "CatalogBuilder":
+    return CatalogBuilder(file, self.max_id_chars, self.max_text_chars, rules)
 
-  def collector(self, item_index: dict[str, int],
-                known_users: pa.Array | None = None) -> "InteractionCollector":
-    return InteractionCollector(item_index, self.max_id_chars, known_users)
+  def collector(self, item_index: dict[str, int], known_users: "UserList | None" = None,
+                rules: Rules = Rules()) -> "InteractionCollector":
+    return InteractionCollector(item_index, self.max_id_chars, known_users, rules)
+
+  def user_list(self, rules: Rules = Rules()) -> "UserList":
+    return UserList(self.max_id_chars, rules)
 
 
 def finish(fmt: str, path: pathlib.Path, files: list[pathlib.Path], builder: "CatalogBuilder",
@@ -153,6 +184,8 @@ def finish(fmt: str, path: pathlib.Path, files: list[pathlib.Path], builder: "Ca
   report = {"format": fmt, "path": str(path), "files": [str(f) for f in files],
             "has_rating": has_rating, "has_timestamp": has_timestamp,
             "items": items, "interactions": collector.report()}
+  if collector.known_users is not None:
+    report["users"] = collector.known_users.report()
   return Imported(catalog=catalog, user_ids=list(collector.user_index), user=user, item=item,
                   timestamp=timestamp, rating=rating,
                   image_outcome=np.array(builder.image_outcome, np.int8), report=report,
@@ -162,11 +195,11 @@ def finish(fmt: str, path: pathlib.Path, files: list[pathlib.Path], builder: "Ca
 class CatalogBuilder:
   """Collects item rows: ids checked and kept as given, text normalised, images at the end."""
 
-  def __init__(self, max_id_chars: int, max_text_chars: int):
-    self.max_id_chars, self.max_text_chars = max_id_chars, max_text_chars
+  def __init__(self, file: str, max_id_chars: int, max_text_chars: int, rules: Rules = Rules()):
+    self.file, self.max_id_chars, self.max_text_chars = file, max_id_chars, max_text_chars
+    self.id_form = re.compile(rules.item_id) if rules.item_id else None
     self.drops = Drops(ITEM_REASONS)
     self.index: dict[str, int] = {}
-    self.rows = 0
     self._cols: dict[str, list] = {k: [] for k in ("title", "description", "category", "image")}
     self._attrs: dict[str, list[str]] = {}
     self.image_outcome: list[int] = []  # per item, index into images.OUTCOMES
@@ -174,12 +207,12 @@ class CatalogBuilder:
   def add(self, item_id, title="", description="", category="", image=None,
           attributes: dict[str, str] | None = None, where: str = "") -> int | None:
     """Adds one item; returns its index, or None when the row is dropped (counted)."""
-    self.rows += 1
     item_id = "" if item_id is None else str(item_id).strip()
     reason = ("missing_id" if not item_id else "oversized_id" if len(item_id) > self.max_id_chars
+              else "bad_id" if self.id_form and not self.id_form.fullmatch(item_id)
               else "duplicate_item" if item_id in self.index else None)
     if reason:
-      self.drops.add(reason, where)
+      self.drops.add(reason, where, file=self.file)
       return None
     cut = False
     for key, value in (("title", title), ("description", description), ("category", category)):
@@ -187,7 +220,7 @@ class CatalogBuilder:
       cut |= was_cut
       self._cols[key].append(value)
     if cut:
-      self.drops.add("oversized_text", where or item_id)
+      self.drops.add("oversized_text", where or item_id, file=self.file)
     self._cols["image"].append(image)
     n = len(self.index)
     attributes = attributes or {}
@@ -199,8 +232,7 @@ class CatalogBuilder:
 
   def malformed(self, where: str):
     """Counts an item row that could not be parsed."""
-    self.rows += 1
-    self.drops.add("malformed_line", where)
+    self.drops.add("malformed_line", where, file=self.file)
 
   def __len__(self) -> int:
     return len(self.index)
@@ -216,7 +248,7 @@ class CatalogBuilder:
       images.append(data)
       outcomes[outcome] += 1
       self.image_outcome.append(OUTCOMES.index(outcome))
-      if outcome in ("corrupt_image", "oversized_image"):
+      if outcome not in ("ok", "no_image"):
         kept = examples.setdefault(outcome, [])
         if len(kept) < NUM_EXAMPLES:
           kept.append(item_id)
@@ -229,7 +261,9 @@ class CatalogBuilder:
                       description=_objects(self._cols["description"]),
                       category=_objects(self._cols["category"]), image=images,
                       attributes=attributes, attribute_values=values)
-    report = {"read": self.rows, "kept": len(ids), **self.drops.as_dict(),
+    self.drops.kept[self.file] = len(ids)
+    report = {"file": self.file, "read": len(ids) + self.drops.total(), "kept": len(ids),
+              **self.drops.as_dict(),
               "images": outcomes, "image_examples": examples}
     return catalog, report
 
@@ -238,8 +272,9 @@ class InteractionCollector:
   """Streams interaction rows in; users get indices by first appearance."""
 
   def __init__(self, item_index: dict[str, int], max_id_chars: int,
-               known_users: pa.Array | None = None):
+               known_users: "UserList | None" = None, rules: Rules = Rules()):
     self.item_index, self.max_id_chars, self.known_users = item_index, max_id_chars, known_users
+    self.rules = rules
     self.drops = Drops(ROW_REASONS)
     self.user_index: dict[str, int] = {}
     self._parts: list[tuple[np.ndarray, ...]] = []
@@ -248,34 +283,39 @@ class InteractionCollector:
   def add(self, source: str, rows: np.ndarray, user: pa.Array, item: pa.Array,
           seconds: np.ndarray | None, rating: np.ndarray | None,
           malformed: np.ndarray | None = None, split: int = 0):
-    """One batch: string ids, timestamps in seconds (NaN: unreadable), ratings (NaN: bad);
-    `malformed` marks rows the reader found malformed in another way; `split`: the
-    batch's split under protocol "given" (0 train, 1 valid, 2 test)."""
+    """One batch from file `source`: string ids, timestamps in seconds (NaN: unreadable),
+    ratings (NaN: bad); `rows`: their line numbers; `malformed` marks rows the reader
+    found malformed in another way; `split`: the batch's split under protocol "given"
+    (0 train, 1 valid, 2 test)."""
     from mmrec.data.importers.tables import to_text
     user, item = to_text(user), to_text(item)
     m = len(user)
     order = np.arange(self._rows, self._rows + m, dtype=np.int64)  # stand-in time: row order
     self._rows += m
     item_code = _lookup(self.item_index, item)
-    checks = [("malformed_line", np.zeros(m, bool) if malformed is None else malformed),
-              ("missing_id", _blank(user) | _blank(item)),
-              ("oversized_id", _longer(user, self.max_id_chars) | _longer(item, self.max_id_chars))]
+    rules, max_chars = self.rules, self.max_id_chars
+    reasons = [("malformed_line", np.zeros(m, bool) if malformed is None else malformed),
+               ("missing_id", checks.blank(user) | checks.blank(item)),
+               ("oversized_id", checks.longer(user, max_chars) | checks.longer(item, max_chars)),
+               ("bad_id", checks.bad_form(user, rules.user_id)
+                | checks.bad_form(item, rules.item_id))]
     if seconds is not None:
-      checks.append(("bad_timestamp", ~((seconds >= 0) & (seconds <= MAX_TIMESTAMP))))
+      reasons.append(("bad_timestamp", ~((seconds >= 0) & (seconds <= MAX_TIMESTAMP))))
     if rating is not None:
-      checks.append(("bad_rating", np.isnan(rating)))
-    checks.append(("unknown_item", item_code < 0))
+      reasons.append(("bad_rating", checks.bad_ratings(rating, rules)))
+    reasons.append(("unknown_item", item_code < 0))
     if self.known_users is not None:
-      checks.append(("unknown_user", ~pc.fill_null(pc.is_in(user, self.known_users),
-                                                   False).to_numpy(zero_copy_only=False)))
+      reasons.append(("unknown_user", ~pc.fill_null(pc.is_in(user, self.known_users.ids()),
+                                                    False).to_numpy(zero_copy_only=False)))
     keep = np.ones(m, bool)
-    for reason, bad in checks:
+    for reason, bad in reasons:
       hit = keep & bad
       if hit.any():
-        self.drops.add_many(reason, [f"{source} row {r}" for r in rows[hit][:NUM_EXAMPLES]],
-                            int(hit.sum()))
+        examples = [checks.location(source, r) for r in rows[hit][:NUM_EXAMPLES]]
+        self.drops.add_many(reason, examples, int(hit.sum()), file=source)
       keep &= ~bad
     index = np.flatnonzero(keep)
+    self.drops.kept[source] = self.drops.kept.get(source, 0) + len(index)
     user_code = _lookup(self.user_index, user.take(pa.array(index)), add=True)
     time = order[index] if seconds is None else seconds[index].astype(np.int64)
     self._parts.append((user_code, item_code[index], time,
@@ -297,6 +337,39 @@ class InteractionCollector:
     return {"read": kept + self.drops.total(), "kept": kept, **self.drops.as_dict()}
 
 
+class UserList:
+  """The users listed in an optional user file: ids checked like interaction ids."""
+
+  def __init__(self, max_id_chars: int, rules: Rules = Rules()):
+    self.max_id_chars, self.rules = max_id_chars, rules
+    self.drops = Drops(USER_REASONS)
+    self.file = ""
+    self._parts: list[pa.Array] = []
+
+  def add(self, source: str, rows: np.ndarray, user: pa.Array):
+    from mmrec.data.importers.tables import to_text
+    user = to_text(user)
+    self.file = source
+    keep = np.ones(len(user), bool)
+    for reason, bad in (("missing_id", checks.blank(user)),
+                        ("oversized_id", checks.longer(user, self.max_id_chars)),
+                        ("bad_id", checks.bad_form(user, self.rules.user_id))):
+      hit = keep & bad
+      examples = [checks.location(source, r) for r in rows[hit][:NUM_EXAMPLES]]
+      self.drops.add_many(reason, examples, int(hit.sum()), file=source)
+      keep &= ~bad
+    self._parts.append(user.filter(pa.array(keep)))
+    self.drops.kept[source] = self.drops.kept.get(source, 0) + int(keep.sum())
+
+  def ids(self) -> pa.Array:
+    return pa.concat_arrays(self._parts) if self._parts else pa.array([], pa.string())
+
+  def report(self) -> dict[str, Any]:
+    kept = sum(len(p) for p in self._parts)
+    return {"file": self.file, "read": kept + self.drops.total(), "kept": kept,
+            **self.drops.as_dict()}
+
+
 def _objects(values: list) -> np.ndarray:
   out = np.empty(len(values), dtype=object)
   out[:] = values
@@ -314,11 +387,3 @@ def _lookup(index: dict[str, int], ids: pa.Array, add: bool = False) -> np.ndarr
   if not len(ids):
     return np.zeros(0, np.int64)
   return codes[encoded.indices.to_numpy(zero_copy_only=False)]
-
-
-def _blank(ids: pa.Array) -> np.ndarray:
-  return pc.fill_null(pc.equal(ids, ""), True).to_numpy(zero_copy_only=False)
-
-
-def _longer(ids: pa.Array, limit: int) -> np.ndarray:
-  return pc.fill_null(pc.greater(pc.utf8_length(ids), limit), False).to_numpy(zero_copy_only=False)

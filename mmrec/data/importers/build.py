@@ -22,7 +22,7 @@ from mmrec.data import clean as clean_lib
 from mmrec.data import dataset as dataset_lib
 from mmrec.data import importers
 from mmrec.data import split as split_lib
-from mmrec.data.importers.base import DataImportError, Imported, Options
+from mmrec.data.importers.base import REPAIRED, DataImportError, Imported, Options
 from mmrec.data.importers.images import OUTCOMES
 from mmrec.data.schema import Catalog, Interactions
 from mmrec.data.stats import long_tail_stats
@@ -145,15 +145,21 @@ def load_user_ids(path: str | pathlib.Path) -> list[str] | None:
 def format_report(report: dict[str, Any]) -> str:
   """The data report as console lines."""
   lines = [f"import {report['format']} from {report['path']}"]
-  for part in ("items", "interactions"):
+  for part in ("items", "users", "interactions"):
+    if part not in report:  # users: only with a user file
+      continue
     r = report[part]
     lines.append(f"  {part}: {r['kept']} of {r['read']} rows kept")
     for reason, count in r["counts"].items():
       if count:
         examples = ", ".join(r["examples"].get(reason, []))
-        lines.append(f"    {reason}: {count}" + (f" (e.g. {examples})" if examples else ""))
+        repaired = "repaired, kept; " if reason in REPAIRED else ""
+        lines.append(f"    {reason}: {count}" + (f" ({repaired}e.g. {examples})" if examples
+                                                  else ""))
   images = report["items"]["images"]
-  lines.append("  images: " + ", ".join(f"{k} {v}" for k, v in images.items()))
+  named = "; ".join(f"{k}: {', '.join(v)}" for k, v in report["items"]["image_examples"].items())
+  lines.append("  images: " + ", ".join(f"{k} {v}" for k, v in images.items())
+               + (f" (e.g. {named})" if named else ""))
   lines.append(f"  {'step':<18}{'users':>10}{'items':>10}{'interactions':>14}{'dropped':>10}")
   for step in report["steps"]:
     after = step.get("after", step)

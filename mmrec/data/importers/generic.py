@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import pathlib
 
-from mmrec.data.importers import tables
+from mmrec.data.importers import checks, tables
 from mmrec.data.importers.base import (DEFAULT_COLUMNS, DataImportError, Drops, Imported,
                                        Options, finish, require_dir)
 from mmrec.data.importers.images import ImageFolder
@@ -42,7 +42,7 @@ def read_generic(path, options: Options) -> Imported:
     descriptions = [c for c in descriptions if c in item_present]
   tables.require_columns(items_file, item_present, {f"description[{i}]": c
                                                     for i, c in enumerate(descriptions)})
-  builder = options.catalog_builder()
+  builder = options.catalog_builder(items_file.name)
   folder = ImageFolder(path / options.image_dir) if options.image_dir else ImageFolder(None)
   wanted = sorted({c for c in item_roles.values() if c} | set(descriptions))
   for batch, rows in _stream(items_file, wanted, builder.drops, multiline=True):
@@ -54,8 +54,7 @@ def read_generic(path, options: Options) -> Imported:
           "image"] else folder.find(item_id)
       text = [values[c][i] for c in descriptions]
       builder.add(item_id, get("title", i), ". ".join(t for t in text if t and t.strip()),
-                  get("category", i), image=image, where=f"{items_file.name} row {row}")
-  builder.rows += builder.drops.counts["malformed_line"]
+                  get("category", i), image=image, where=checks.location(items_file.name, row))
 
   collector = options.collector(builder.index)
   first = None

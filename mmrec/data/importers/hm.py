@@ -11,6 +11,9 @@ zero-padded to 10 digits (spreadsheets drop the leading 0). Images:
 Item text: title = prod_name; description = type, colour, pattern, then
 detail_desc; category = product group > product type. The categorical
 columns also become catalog attributes (for plots and probes).
+Validation (the Kaggle data description): article ids are digits (up to 10
+once padded), customer ids 64 lowercase hex digits (a SHA-256), t_dat a real
+date written YYYY-MM-DD.
 """
 
 from __future__ import annotations
@@ -21,13 +24,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mmrec.data.importers import tables
-from mmrec.data.importers.base import Drops, Imported, Options, finish, require_dir, require_file
+from mmrec.data.importers.base import Imported, Options, Rules, finish, require_dir, require_file
 
 ATTRIBUTES = {"product_type": "product_type_name", "product_group": "product_group_name",
               "colour": "colour_group_name", "pattern": "graphical_appearance_name",
               "section": "section_name", "garment_group": "garment_group_name",
               "index_group": "index_group_name"}
 TEXT = ("prod_name", "detail_desc")
+HM = Rules(user_id=r"[0-9a-f]{64}", item_id=r"[0-9]{10}")
+DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
 
 
 def read_hm(path, options: Options) -> Imported:
@@ -38,7 +43,7 @@ def read_hm(path, options: Options) -> Imported:
   tables.require_columns(articles, present, {"item id": "article_id"})
   wanted = ["article_id"] + [c for c in (*TEXT, *ATTRIBUTES.values()) if c in present]
   image_root = path / "images"
-  builder = options.catalog_builder()
+  builder = options.catalog_builder(articles.name, HM)
   for batch, rows in tables.read_delimited(articles, wanted, builder.drops, multiline=True):
     ids = article_ids(batch["article_id"]).to_pylist()
     values = {c: tables.to_text(batch[c]).to_pylist() for c in wanted[1:]}
@@ -53,8 +58,7 @@ def read_hm(path, options: Options) -> Imported:
                   ". ".join(v for v in (described, get("detail_desc", i)) if v), category,
                   image=str(image_path(image_root, item_id)) if item_id else None,
                   attributes={a: get(c, i) for a, c in ATTRIBUTES.items() if c in values},
-                  where=f"articles.csv row {row}")
-  builder.rows += builder.drops.counts["malformed_line"]
+                  where=f"articles.csv line {row}")
 
   files = [articles, transactions]
   known_users = None
@@ -62,18 +66,18 @@ def read_hm(path, options: Options) -> Imported:
   if customers.exists():
     files.append(customers)
     tables.require_columns(customers, tables.header(customers), {"user id": "customer_id"})
-    parts = [tables.to_text(b["customer_id"]) for b, _ in
-             tables.read_delimited(customers, ["customer_id"], Drops([]))]
-    known_users = pa.concat_arrays(parts) if parts else pa.array([], pa.string())
+    known_users = options.user_list(HM)
+    for batch, rows in tables.read_delimited(customers, ["customer_id"], known_users.drops):
+      known_users.add(customers.name, rows, batch["customer_id"])
   present = tables.header(transactions)
   tables.require_columns(transactions, present, {"date": "t_dat", "user id": "customer_id",
                                                  "item id": "article_id"})
-  collector = options.collector(builder.index, known_users)
+  collector = options.collector(builder.index, known_users, HM)
   for batch, rows in tables.read_delimited(transactions, ["t_dat", "customer_id", "article_id"],
                                            collector.drops):
     collector.add(transactions.name, rows, batch["customer_id"],
-                  article_ids(batch["article_id"]), tables.to_seconds(batch["t_dat"], "%Y-%m-%d"),
-                  None)
+                  article_ids(batch["article_id"]),
+                  tables.to_seconds(batch["t_dat"], "%Y-%m-%d", pattern=DATE), None)
   encoder = options.encoder() if image_root.is_dir() else None
   return finish("hm", path, files, builder, collector, encoder, has_rating=False)
 

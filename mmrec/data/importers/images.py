@@ -8,8 +8,13 @@ chunk of decoded images is ever in memory.
 
 Outcome per item: `ok`; `no_image` (no file: an item without an image, never an
 error); `corrupt_image` (the file does not decode, e.g. truncated);
-`oversized_image` (the file is larger than `max_bytes`). The last two keep the
-item, without an image.
+`oversized_image` (the file is larger than `max_bytes`); `oversized_pixels`
+(width x height above `max_pixels`, read from the header before any decoding:
+a decompression bomb). The last three keep the item, without an image.
+Pillow's own decompression-bomb guard (`Image.MAX_IMAGE_PIXELS`, process-wide)
+is set explicitly to MAX_PIXELS when this module loads, and raised to an
+encoder's `max_pixels` when that is larger (never lowered: other decoders in
+the process keep the guard).
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ import warnings
 
 from PIL import Image, ImageOps
 
-OUTCOMES = ("ok", "no_image", "corrupt_image", "oversized_image")
+OUTCOMES = ("ok", "no_image", "corrupt_image", "oversized_image", "oversized_pixels")
+MAX_PIXELS = 25_000_000  # 25 megapixels (5000 x 5000): larger product photos are bombs.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow warns above this, refuses at twice it.
 FORMATS = {"jpeg": "JPEG", "png": "PNG"}
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
 CHUNK = 256
@@ -33,11 +40,15 @@ class ImageEncoder:
   """Turns image files into encoded `size x size` RGB images."""
 
   def __init__(self, size: int, image_format: str = "jpeg", quality: int = 90,
-               max_bytes: int = 20_000_000, workers: int = 2):
+               max_bytes: int = 20_000_000, workers: int = 2, max_pixels: int = MAX_PIXELS):
     if image_format not in FORMATS:
       raise ValueError(f"data.import_.image_format={image_format!r}; choose from {list(FORMATS)}")
+    if int(max_pixels) <= 0:
+      raise ValueError(f"data.clean.max_image_pixels={max_pixels!r}: must be positive")
     self.size, self.format, self.quality = int(size), FORMATS[image_format], int(quality)
     self.max_bytes, self.workers = int(max_bytes), max(1, int(workers))
+    self.max_pixels = int(max_pixels)
+    Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, self.max_pixels)
 
   def encode_file(self, path: str | os.PathLike | None) -> tuple[bytes, str]:
     """(encoded bytes or b"", outcome) for one file; never raises for bad files."""
@@ -53,9 +64,14 @@ class ImageEncoder:
       with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(path) as image:
+          width, height = image.size  # From the header: nothing decoded yet.
+          if width * height > self.max_pixels:
+            return b"", "oversized_pixels"
           image.draft("RGB", (self.size, self.size))
           image.load()
           rgb = _to_rgb(image)
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+      return b"", "oversized_pixels"  # Pillow's guard, at open (the warning is made an error).
     except Exception:  # PIL raises many types (OSError, SyntaxError, ValueError, ...).
       return b"", "corrupt_image"
     rgb = ImageOps.pad(rgb, (self.size, self.size), Image.Resampling.BICUBIC,

