@@ -35,7 +35,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab --ip=127.0.0.1 --notebook-dir=notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 # faiss, the baseline benchmarks/ann_benchmark.py measures beside ScaNN; implicit (ALS,
-# BPR) for benchmarks/quality.py.
+# BPR) for benchmarks/quality.py; torch for benchmarks/torch_step.py.
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[bench]'
 

@@ -179,9 +179,22 @@ def dataset_info(name: str, data: RecDataset) -> dict:
                     "options": data.meta.get("split_options", {})}}
 
 
-def evaluate(scorer, data: RecDataset, split: str) -> dict:
-  m = eval_lib.evaluate(scorer, data, split=split, ks=(10, 20), history=HISTORY)
-  return {k: m.get(k) for k in KEYS}  # a group without targets has no key: None
+def evaluate(scorer, data: RecDataset, split: str) -> metrics_lib.Metrics:
+  """KEYS (a group without targets has no key: None) with their 95% intervals on test;
+  `.per_user` keeps each user's values for paired comparisons (`compare`)."""
+  m = eval_lib.evaluate(scorer, data, split=split, ks=(10, 20), history=HISTORY,
+                        intervals=split == "test")
+  bounds = [f"{k}/{end}" for k in KEYS for end in ("ci_low", "ci_high") if f"{k}/{end}" in m]
+  return metrics_lib.Metrics({**{k: m.get(k) for k in KEYS}, **{k: m[k] for k in bounds}},
+                             m.per_user)
+
+
+def compare(per_user: dict[str, dict], reference: str, key: str = SELECT) -> dict:
+  """Each model's test `key` minus `reference`'s, paired over the same users: difference,
+  95% interval, paired t and Wilcoxon p-values (`bootstrap.paired_difference`)."""
+  from mmrec.evaluation import bootstrap
+  return {name: bootstrap.paired_difference(values[key], per_user[reference][key])
+          for name, values in per_user.items() if name != reference}
 
 
 def run_spec(spec: ModelSpec, data: RecDataset, log=print) -> dict:
@@ -200,8 +213,9 @@ def run_spec(spec: ModelSpec, data: RecDataset, log=print) -> dict:
       best = (params, valid, seconds, scorer, score)
     del scorer
   params, valid, seconds, scorer, _ = best
-  return {**evaluate(scorer, data, "test"), "train_seconds": round(seconds, 3),
-          "params": params, "fixed": spec.fixed, "valid": valid, "grid": tried}
+  test = evaluate(scorer, data, "test")
+  return {**test, "train_seconds": round(seconds, 3), "params": params, "fixed": spec.fixed,
+          "valid": dict(valid), "grid": tried, "_per_user": test.per_user}
 
 
 def run(dataset_name: str, specs: dict[str, ModelSpec] | list[ModelSpec], log=print) -> dict:
@@ -215,7 +229,11 @@ def run(dataset_name: str, specs: dict[str, ModelSpec] | list[ModelSpec], log=pr
     if spec.name == "mmrec/tail_beta":
       spec = dataclasses.replace(spec, select=tail_target(dataset_name))
     models[spec.name] = run_spec(spec, data, log)
-  return {"dataset": info, "protocol": PROTOCOL, "models": models}
+  per_user = {name: m.pop("_per_user") for name, m in models.items()}
+  reference = next((n for n in ("mmrec", "pop") if n in per_user), next(iter(per_user)))
+  paired = compare(per_user, reference) if len(per_user) > 1 else {}
+  return {"dataset": info, "protocol": PROTOCOL, "models": models,
+          "paired": {"reference": reference, "key": SELECT, "differences": paired}}
 
 
 

@@ -18,6 +18,7 @@ from mmrec import jobs, train as train_lib
 from mmrec.configs.two_tower import with_variant
 from mmrec.data import sources
 from mmrec.data.pipeline import UserHistories
+from mmrec.files import write_text_atomic
 from mmrec.evaluation import evaluate as eval_lib
 from mmrec.serving import load_bundle
 
@@ -33,12 +34,12 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
   report = data.meta.get("report", {})
   print(json.dumps({k: v for k, v in report.items() if not isinstance(v, dict)}, indent=1))
 
-  rows = {"popularity": jobs.evaluate_popularity(config, workdir)}
+  rows = {"popularity": jobs.evaluate_popularity(config, workdir, data=data)}
   trained = {}
   for variant in ("multimodal", "id_only"):
     cfg = with_variant(config, variant)
     print(f"== train {cfg.name}: {cfg.train.steps} steps of {cfg.train.batch_size}")
-    trained[variant] = jobs.train(cfg, workdir / variant)
+    trained[variant] = jobs.train(cfg, workdir / variant, data=data)  # loaded once, above
     rows[cfg.name] = jobs.evaluate(trained[variant], cfg, workdir / variant)
 
   bundle_dir = jobs.export(trained["multimodal"], with_variant(config, "multimodal"),
@@ -47,7 +48,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
   show_queries(trained["multimodal"], config, bundle_dir)
 
   table = eval_lib.format_table(rows)
-  (workdir / "comparison.json").write_text(json.dumps(rows, indent=2, sort_keys=True))
+  write_text_atomic(workdir / "comparison.json", json.dumps(rows, indent=2, sort_keys=True))
   print(f"\n== full-ranking metrics on the {config.eval.split} split "
         f"({data.meta.get('name', '')}, {data.num_items} items, {data.num_users} users)")
   print(table)

@@ -12,9 +12,12 @@ import numpy as np
 from mmrec import train as train_lib
 from mmrec.data import sources
 from mmrec.data.pipeline import UserHistories
+from mmrec.data.schema import RecDataset
 from mmrec.evaluation import evaluate as eval_lib
 from mmrec.evaluation.metrics import masked_topk
+from mmrec.files import atomic_open
 from mmrec.retrieval.export import export_bundle
+from mmrec.retrieval.explain import export_explanations
 from mmrec.retrieval.user_tower import export_user_tower
 from mmrec.serving import tail
 
@@ -33,16 +36,17 @@ def validation(config: ml_collections.ConfigDict) -> train_lib.Validate:
   def recall(model, data, items) -> float:
     scorer = eval_lib.two_tower_scorer(model, data, items, split="valid",
                                        history_len=config.data.history_len)
-    return eval_lib.evaluate(scorer, data, split="valid", ks=(20,),
+    return eval_lib.evaluate(scorer, data, split="valid", ks=(20,), intervals=False,
                              batch_size=config.eval.batch_size)["recall@20"]
 
   return recall
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
-          on_log=None) -> train_lib.Trained:
-  """`mmrec.train.train`, validated on the valid split for early stopping."""
-  return train_lib.train(config, workdir, on_log, validate=validation(config))
+          on_log=None, data: RecDataset | None = None) -> train_lib.Trained:
+  """`mmrec.train.train`, validated on the valid split for early stopping. `data`: the
+  dataset, when the caller has loaded it already (else it is loaded from disk)."""
+  return train_lib.train(config, workdir, on_log, validate=validation(config), data=data)
 
 
 def evaluate(trained: train_lib.Trained, config: ml_collections.ConfigDict,
@@ -55,9 +59,10 @@ def evaluate(trained: train_lib.Trained, config: ml_collections.ConfigDict,
   return metrics
 
 
-def evaluate_popularity(config: ml_collections.ConfigDict,
-                        workdir: str | pathlib.Path) -> dict[str, float]:
-  data = sources.load(config.data, workdir)
+def evaluate_popularity(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
+                        data: RecDataset | None = None) -> dict[str, float]:
+  """Metrics of the popularity baseline; `data`: the dataset if loaded already."""
+  data = sources.load(config.data, workdir) if data is None else data
   return eval_lib.evaluate(eval_lib.popularity_scorer(data), data, split=config.eval.split,
                            ks=config.eval.ks, batch_size=config.eval.batch_size)
 
@@ -78,6 +83,9 @@ def export(trained: train_lib.Trained, config: ml_collections.ConfigDict,
                        metadata=_bundle_metadata(catalog),
                        user_tower=export_user_tower(trained.model, config.data.history_len,
                                                     np.asarray(catalog.item_id)),
+                       explain=export_explanations(trained.model, trained.items, embeddings,
+                                                   np.asarray(catalog.item_id),
+                                                   config.data.history_len),
                        tuning_queries=queries, tuning_query_source=f"user_tower:{split}")
 
 
@@ -143,9 +151,10 @@ def recommend(trained: train_lib.Trained, config: ml_collections.ConfigDict,
   if out.suffix == ".parquet":
     import pyarrow as pa
     import pyarrow.parquet as pq
-    pq.write_table(pa.table(columns), out)
+    with atomic_open(out, "wb") as f:  # a killed run leaves the old file or the new one
+      pq.write_table(pa.table(columns), f)
   else:  # quoted only where an id needs it; scores in float32's shortest form
-    with open(out, "w", newline="", encoding="utf-8") as f:
+    with atomic_open(out, "w", newline="", encoding="utf-8") as f:
       writer = csv.writer(f)
       writer.writerow(columns)
       writer.writerows(zip(columns["user_id"], columns["item_id"], columns["rank"].tolist(),

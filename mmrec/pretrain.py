@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-import shutil
 from collections.abc import Callable
 
 import grain
@@ -27,10 +26,11 @@ from flax import nnx
 
 from mmrec import losses, parallel
 from mmrec import train as train_lib
-from mmrec.checkpoint import Checkpointer
+from mmrec.checkpoint import CheckpointError, Checkpointer, one_line
 from mmrec.data import augment, sources
 from mmrec.data.pipeline import ItemTable
 from mmrec.data.schema import RecDataset
+from mmrec.files import copy_atomic, write_text_atomic
 from mmrec.data.tokenizer import Tokenizer
 from mmrec.models.image import ImageEncoder
 from mmrec.models.text import TextEncoder
@@ -178,8 +178,8 @@ def save_run_files(config: ml_collections.ConfigDict, tokenizer_path: str | path
   """config.json and tokenizer.json in WORKDIR, so its checkpoints are self-describing."""
   if jax.process_index() != 0:
     return
-  (workdir / CONFIG_FILE).write_text(config.to_json_best_effort(indent=2))
-  shutil.copyfile(tokenizer_path, workdir / TOKENIZER_FILE)
+  write_text_atomic(workdir / CONFIG_FILE, config.to_json_best_effort(indent=2))
+  copy_atomic(tokenizer_path, workdir / TOKENIZER_FILE)
 
 
 def pretrain(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
@@ -210,18 +210,22 @@ def restore(workdir: str | pathlib.Path, step: int | None = None
   workdir = pathlib.Path(workdir)
   if not (workdir / CONFIG_FILE).exists():
     raise FileNotFoundError(f"{workdir}: not a pretraining workdir (no {CONFIG_FILE})")
-  config = ml_collections.ConfigDict(json.loads((workdir / CONFIG_FILE).read_text()))
+  try:
+    config = ml_collections.ConfigDict(json.loads((workdir / CONFIG_FILE).read_text()))
+  except (ValueError, TypeError, UnicodeDecodeError) as e:  # a JSON object, else one line
+    raise CheckpointError(f"{workdir / CONFIG_FILE} is damaged ({one_line(e)})") from e
   if "pretrain" not in config:
     raise ValueError(f"{workdir / CONFIG_FILE}: not a pretraining config (no 'pretrain' field)")
   model = PretrainModel(config, rngs=nnx.Rngs(config.seed))
   optimizer = nnx.Optimizer(model, train_lib.make_optimizer(config.train), wrt=nnx.Param)
-  ckpt = Checkpointer(workdir / "checkpoints", every=1, keep=config.train.keep_checkpoints)
+  ckpt = Checkpointer(workdir / "checkpoints", every=1, keep=config.train.keep_checkpoints,
+                      read_only=True)
   try:
     restored = ckpt.restore(nnx.state((model, optimizer)), step)
   finally:
     ckpt.close()
   if restored is None:
-    raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'}: pretrain first")
+    raise CheckpointError(f"no checkpoint in {workdir / 'checkpoints'}: pretrain first")
   step, state, _ = restored
   nnx.update((model, optimizer), state)
   return model, config, step

@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 import pathlib
-import shutil
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,15 +21,15 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import tensorboardX
 import tqdm
 from flax import nnx
 
 from mmrec import losses, parallel
-from mmrec.checkpoint import Checkpointer
+from mmrec.checkpoint import CheckpointError, Checkpointer, one_line
 from mmrec.data import sources
 from mmrec.data.pipeline import ItemTable, UserHistories, profile_batches, training_batches
 from mmrec.data.schema import RecDataset
+from mmrec.files import copy_atomic, write_text_atomic
 from mmrec.models.towers import ENCODED_KEYS, TwoTower, encode_all
 from mmrec.train_step import make_train_step
 
@@ -159,10 +159,13 @@ def fit(model: nnx.Module, loss_fn: LossFn, batches: grain.MapDataset,
   state_sharding = parallel.state_shardings(state, mesh, config.get("sharding"))
   state = jax.device_put(state, state_sharding)
 
-  ckpt = Checkpointer(workdir / "checkpoints", every=cfg.checkpoint_every, keep=cfg.keep_checkpoints)
   start, best = 0, read_best(workdir)
-  if (restored := ckpt.restore(state)) is not None:
+  ckpt = Checkpointer(workdir / "checkpoints", every=cfg.checkpoint_every,
+                      keep=cfg.keep_checkpoints, keep_step=best and best["step"])
+  if (restored := ckpt.restore(state)) is not None:  # the newest good step
     start, state, _ = restored
+  if best and best["step"] > start:  # a damaged step was skipped: that validation is redone
+    best = ckpt.best.step = None
   if constants is not None:
     constants = jax.device_put(constants, parallel.replicated(mesh))
 
@@ -178,7 +181,8 @@ def fit(model: nnx.Module, loss_fn: LossFn, batches: grain.MapDataset,
   if refresh:
     refresh_inputs = jax.device_put(refresh.inputs, parallel.replicated(mesh))
   key = jax.random.key(config.seed)
-  writer = tensorboardX.SummaryWriter(str(workdir / "tb")) if lead else None
+  from mmrec.scalar_log import ScalarLog  # tensorboardX imports torch (seconds): only
+  writer = ScalarLog(workdir / "tb") if lead else None  # commands that train pay for it
   read = grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)
   batch_iter = iter(batches[start:].to_iter_dataset(read))
   schedule = learning_rate(cfg)
@@ -205,13 +209,11 @@ def fit(model: nnx.Module, loss_fn: LossFn, batches: grain.MapDataset,
         if improved:
           best = {"step": done, "value": value, "metric": validation.name}
         if writer:
-          writer.add_scalar(validation.name, value, done)
-          writer.flush()
+          writer.write(done, {validation.name: value})
         bar.set_postfix(valid=f"{value:.4f}", best=f"{best['value']:.4f}@{best['step']}")
       stop = bool(validation and validation.patience and stale >= validation.patience)
       # the best step is saved (and kept: keep_best) before best.json names it
-      ckpt.save(done, state, {"step": done}, force=done == cfg.steps or improved or stop,
-                metrics={"value": value} if improved else None)
+      ckpt.save(done, state, {"step": done}, force=done == cfg.steps or stop, best=improved)
       if improved and lead:
         ckpt.wait()
         write_best(workdir, best)
@@ -221,9 +223,8 @@ def fit(model: nnx.Module, loss_fn: LossFn, batches: grain.MapDataset,
         logged["examples_per_sec"] = examples / (time.perf_counter() - tick)
         tick, examples = time.perf_counter(), 0
         bar.set_postfix(loss=f"{logged['loss']:.3f}", ex_s=f"{logged['examples_per_sec']:.0f}")
-        if writer:
-          for k, v in logged.items():
-            writer.add_scalar(f"train/{k}", v, done)
+        if writer:  # on disk before the next step: a killed run keeps what it logged
+          writer.write(done, {f"train/{k}": v for k, v in logged.items()})
         if on_log:
           on_log(done, logged)
       if stop:
@@ -231,6 +232,7 @@ def fit(model: nnx.Module, loss_fn: LossFn, batches: grain.MapDataset,
               f"{validation.patience} validations (best {best['value']:.4f} at {best['step']})")
         break
     if validation and best and best["step"] != done:  # leave the model at its best step
+      # (the newest good step instead, with a warning, if the best one is damaged)
       done, state, _ = ckpt.restore(state, step=best["step"])
   finally:  # pending asynchronous saves complete even when the loop is interrupted
     ckpt.close()
@@ -244,16 +246,25 @@ BEST_FILE = "best.json"
 
 
 def read_best(workdir: str | pathlib.Path) -> dict | None:
-  """WORKDIR/best.json: the step with the best validation metric, if validated."""
+  """WORKDIR/best.json: the step with the best validation metric, if validated. A damaged
+  file is ignored with a warning (the latest good step is used instead)."""
   path = pathlib.Path(workdir) / BEST_FILE
-  return json.loads(path.read_text()) if path.exists() else None
+  if not path.exists():
+    return None
+  try:
+    best = json.loads(path.read_text())
+    if not (isinstance(best, dict) and isinstance(best.get("step"), int)
+            and isinstance(best.get("value"), (int, float))):
+      raise ValueError('expected {"step": INT, "value": NUMBER, ...}')
+  except (ValueError, UnicodeDecodeError) as e:
+    logging.getLogger(__name__).warning("ignoring %s, which is damaged (%s): using the latest "
+                                        "good checkpoint", path, one_line(e))
+    return None
+  return best
 
 
 def write_best(workdir: str | pathlib.Path, best: dict) -> None:
-  path = pathlib.Path(workdir) / BEST_FILE
-  tmp = path.with_suffix(".tmp")
-  tmp.write_text(json.dumps(best))
-  tmp.replace(path)  # atomic: a killed run leaves the old or the new file
+  write_text_atomic(pathlib.Path(workdir) / BEST_FILE, json.dumps(best))
 
 
 def create_model(config: ml_collections.ConfigDict, data: RecDataset) -> TwoTower:
@@ -324,17 +335,26 @@ class Trained:
 
 
 def prepare(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
-            warm_start: bool = True) -> tuple[TwoTower, RecDataset, ItemTable]:
-  """The dataset (built on first use), its item table and a freshly initialised model,
-  its encoders warm-started as `config.model.warm_start` says (unless `warm_start=False`)."""
-  data = sources.load(config.data, workdir)
-  sources.tokenizer(data, config.data)  # fails early when it outgrows data.vocab_size
+            warm_start: bool = True,
+            data: RecDataset | None = None) -> tuple[TwoTower, RecDataset, ItemTable]:
+  """The dataset (`data`, else loaded, built on first use), its item table and a freshly
+  initialised model, its encoders warm-started as `config.model.warm_start` says (unless
+  `warm_start=False`)."""
+  data, items = model_inputs(config, workdir, data)
   model = create_model(config, data)
   if warm_start and "warm_start" in config.model:
     from mmrec import warm_start as warm_start_lib
     warm_start_lib.warm_start(model, config.model.warm_start,
                               sources.tokenizer_path(data, config.data))
-  return model, data, sources.item_table(data, config.data, with_images=config.model.use_image)
+  return model, data, items
+
+
+def model_inputs(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
+                 data: RecDataset | None = None) -> tuple[RecDataset, ItemTable]:
+  """The dataset (`data`, else loaded from disk, built on first use) and its item table."""
+  data = sources.load(config.data, workdir) if data is None else data
+  sources.tokenizer(data, config.data)  # fails early when it outgrows data.vocab_size
+  return data, sources.item_table(data, config.data, with_images=config.model.use_image)
 
 
 def with_frozen_features(model: TwoTower, items: ItemTable,
@@ -353,19 +373,20 @@ Validate = Callable[[TwoTower, RecDataset, ItemTable], float]  # higher is bette
 
 def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
           on_log: Callable[[int, dict], None] | None = None,
-          validate: Validate | None = None) -> Trained:
+          validate: Validate | None = None, data: RecDataset | None = None) -> Trained:
   """Train the two-tower of `config` in `workdir` (resuming). With `validate`, it runs
   every `train.validate_every` steps, training stops after `train.patience` runs without
-  a new best, and the best step is the one kept and returned."""
+  a new best, and the best step is the one kept and returned. `data`: the dataset, when
+  the caller has loaded it already."""
   cfg = config.train
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   if jax.process_index() == 0:
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
-  model, data, items = prepare(config, workdir)
+    write_text_atomic(workdir / "config.json", config.to_json_best_effort(indent=2))
+  model, data, items = prepare(config, workdir, data=data)
   items = with_frozen_features(model, items, cfg)
   if jax.process_index() == 0:  # checkpoints come with the model's tokenizer
-    shutil.copyfile(sources.tokenizer_path(data, config.data), workdir / "tokenizer.json")
+    copy_atomic(sources.tokenizer_path(data, config.data), workdir / "tokenizer.json")
   mesh = parallel.make_mesh(config.mesh)
   local_batch = parallel.check_batch_size(cfg.batch_size, mesh)
   histories = UserHistories(data.splits["train"], config.data.history_len)
@@ -400,19 +421,32 @@ def catalog_features(items: ItemTable) -> dict[str, np.ndarray]:
   return features
 
 
-def restore(workdir: str | pathlib.Path, config: ml_collections.ConfigDict) -> Trained:
+def restore(workdir: str | pathlib.Path, config: ml_collections.ConfigDict,
+            data: RecDataset | None = None) -> Trained:
   """The two-tower trained in `workdir` with `config`: at its best validated step
-  (WORKDIR/best.json) if it was validated, else at its latest checkpoint."""
+  (WORKDIR/best.json) if it was validated, else at its latest checkpoint. `data`: the
+  dataset when the caller has it loaded already."""
   workdir = pathlib.Path(workdir)
-  model, data, items = prepare(config, workdir, warm_start=False)
-  optimizer = nnx.Optimizer(model, make_optimizer(config.train), wrt=nnx.Param)
-  state = nnx.state((model, optimizer))
-  ckpt = Checkpointer(workdir / "checkpoints", every=1, keep=config.train.keep_checkpoints)
+  ckpt = Checkpointer(workdir / "checkpoints", every=1, keep=config.train.keep_checkpoints,
+                      read_only=True)
+  if ckpt.latest_step() is None:  # before any data or model work
+    ckpt.close()
+    raise CheckpointError(f"no checkpoint in {workdir / 'checkpoints'}: train first")
+  data, items = model_inputs(config, workdir, data)
+
+  def init():
+    model = create_model(config, data)
+    return model, nnx.Optimizer(model, make_optimizer(config.train), wrt=nnx.Param)
+
+  # Shapes only: nothing is initialised (or compiled) for weights the checkpoint replaces.
+  graphdef, state = nnx.split(nnx.eval_shape(init))
   best = read_best(workdir)
-  restored = ckpt.restore(state, step=best["step"] if best else None)
-  ckpt.close()
+  try:  # the newest good step instead, with a warning, if the best one is damaged
+    restored = ckpt.restore(state, step=best["step"] if best else None)
+  finally:
+    ckpt.close()
   if restored is None:
-    raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'}: train first")
+    raise CheckpointError(f"no checkpoint in {workdir / 'checkpoints'}: train first")
   step, state, _ = restored
-  nnx.update((model, optimizer), state)
+  model, _ = nnx.merge(graphdef, state)
   return Trained(model, data, with_frozen_features(model, items, config.train), step)

@@ -95,19 +95,25 @@ def png_data_uri(image: np.ndarray) -> str:
 
 def image_grid_html(images: np.ndarray, titles: Sequence[str], notes: Sequence[str] = (),
                     item_ids: Sequence[str] = (), size: int = 96, columns: int | None = None,
-                    heading: str = "", subheading: str = "", css_class: str = "mmrec-grid") -> str:
+                    heading: str = "", subheading: str = "", css_class: str = "mmrec-grid",
+                    highlight: Sequence[bool] = ()) -> str:
   """An HTML grid of `<figure>`s (image, title, optional note) for ipywidgets.HTML.
 
-  `columns` fixes the number of images per row (default: as many as the width allows).
+  `columns` fixes the number of images per row (default: as many as the width allows,
+  wrapping). `highlight`: per image, whether to frame it (class "mmrec-highlight").
   """
   cells = []
   for i, image in enumerate(images):
     note = f"<br><small>{html.escape(notes[i])}</small>" if i < len(notes) and notes[i] else ""
     item = f' data-item="{html.escape(item_ids[i])}"' if i < len(item_ids) else ""
+    lit = i < len(highlight) and highlight[i]
+    border = "3px solid #e8590c" if lit else "1px solid #ccc"
+    lit_class = ' class="mmrec-highlight"' if lit else ""
     cells.append(
-        f'<figure{item} style="margin:0;width:{size}px">'
+        f'<figure{item}{lit_class} '
+        f'style="margin:0;width:{size}px">'
         f'<img src="{png_data_uri(image)}" width="{size}" height="{size}" '
-        f'style="image-rendering:pixelated;border:1px solid #ccc">'
+        f'style="image-rendering:pixelated;border:{border};box-sizing:border-box">'
         f'<figcaption style="font-size:10px;line-height:1.2">{html.escape(str(titles[i]))}'
         f'{note}</figcaption></figure>')
   head = f"<div style='font-weight:bold'>{html.escape(heading)}</div>" if heading else ""
@@ -258,12 +264,20 @@ def recall_tail_curve(curves: Mapping[str, Sequence[Mapping[str, float]]], x: st
                       y: str = "recall@20", label: str = "beta", ax=None):
   """Recall against tail share, one line per model; each point is labelled by `label`."""
   ax = ax or plt.subplots(figsize=(6, 4))[1]
-  for name, points in curves.items():
+  every = [(p[x], p[y]) for points in curves.values() for p in points]
+  span = np.ptp(np.array(every, float).reshape(-1, 2), axis=0) if every else np.ones(2)
+  span = np.where(span > 0, span, 1.0)
+  placed = []  # labelled points, scaled to the data's span: a label too close to one is left out
+  for c, (name, points) in enumerate(curves.items()):
     xs, ys = [p[x] for p in points], [p[y] for p in points]
     ax.plot(xs, ys, marker="o", label=name)
     for p in points:
-      ax.annotate(f"{p[label]:g}", (p[x], p[y]), textcoords="offset points", xytext=(3, 3),
-                  fontsize=7)
+      at = np.array([p[x], p[y]], float) / span
+      if any(np.abs(at - q).max() < 0.06 for q in placed):
+        continue
+      placed.append(at)
+      ax.annotate(f"{p[label]:g}", (p[x], p[y]), textcoords="offset points", fontsize=7,
+                  xytext=(4, 4) if c % 2 == 0 else (4, -10))  # curves alternate above/below
   ax.set_xlabel(f"{x} (share of recommended items outside the head)")
   ax.set_ylabel(y)
   ax.legend()
@@ -374,3 +388,31 @@ def _fmt(value) -> str:
   if isinstance(value, float):
     return f"{value:.4g}"
   return str(value)
+
+
+def abtest_plot(result: Mapping, metrics: Sequence[str] = ("ctr", "conversion",
+                "tail_click_share", "click_coverage", "exposure_gini")):
+  """An A/B result (`mmrec.evaluation.abtest.run`): each metric per arm with its 95%
+  interval (left), and each arm's share of impressions by popularity decile (right)."""
+  arms = [result["arms"][label] for label in ("A", "B")]
+  fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.8))
+  width, x = 0.4, np.arange(len(metrics))
+  for i, arm in enumerate(arms):
+    value = np.array([arm[m] for m in metrics])
+    err = np.abs(np.array([[arm[f"{m}/ci_low"] for m in metrics],
+                           [arm[f"{m}/ci_high"] for m in metrics]]) - value)
+    left.bar(x + (i - 0.5) * width, value, width, yerr=err, capsize=3,
+             label=f"{'AB'[i]}: {arm['name']}")
+  marks = ["*" if result["difference"][m]["significant"] else "" for m in metrics]
+  left.set_xticks(x, [f"{m}{s}" for m, s in zip(metrics, marks)], rotation=20, ha="right")
+  left.set_title(f"per arm, 95% intervals (* B - A significant; slate {result['k']})")
+  left.legend(fontsize=8)
+  deciles = np.arange(1, 11)
+  for i, arm in enumerate(arms):
+    right.bar(deciles + (i - 0.5) * width, arm["exposure_by_decile"], width, label=arm["name"])
+  right.set_xticks(deciles, [str(d) for d in deciles])
+  right.set_xlabel("popularity decile of the catalog (1: most trained-on)")
+  right.set_ylabel("share of impressions")
+  right.legend(fontsize=8)
+  fig.tight_layout()
+  return fig

@@ -18,8 +18,9 @@
 #
 # Trains the multimodal two-tower (text + image + item id) with a live progress bar and
 # loss plot, interrupts it halfway and resumes from the checkpoint, trains the ID-only
-# model beside it, compares both with the popularity baseline, and exports both as
-# bundles for the retrieval explorer (04) and the evaluation (05).
+# model beside it, compares both with the popularity baseline, opens the trained model
+# again from Python with `mmrec.load`, and exports both as bundles for the retrieval
+# explorer (04) and the evaluation (05).
 
 # %% tags=["parameters"]
 import os
@@ -110,7 +111,7 @@ id_monitor.close()
 
 # %%
 rows = {
-    "popularity": jobs.evaluate_popularity(config, WORKDIR),
+    "popularity": jobs.evaluate_popularity(config, WORKDIR, data=multimodal.data),
     "multimodal": jobs.evaluate(multimodal, config, model_dir["multimodal"]),
     "id_only": jobs.evaluate(id_only, id_config, model_dir["id_only"]),
 }
@@ -118,6 +119,29 @@ display(viz.MetricsTable(rows))
 recall_keys = ["recall@20", "recall@20/head", "recall@20/tail", "recall@20/cold"]
 viz.grouped_bars({name: {k: m.get(k, 0.0) for k in recall_keys} for name, m in rows.items()},
                  title="recall@20: all, head, tail and cold-start items", ylabel="recall");
+
+# %% [markdown]
+# ## The trained model from Python
+# `mmrec.load(workdir)` reads a trained workdir back (its config from `config.json`, the
+# best checkpoint) as one handle: `recommend` for a history of item ids, `similar`,
+# `embed_items` for new products, `evaluate` as `mmrec evaluate` does. Catalog embeddings
+# are computed once, so later calls take milliseconds.
+
+# %%
+import mmrec
+
+model = mmrec.load(model_dir["multimodal"])
+catalog = model.data.catalog
+history = [str(i) for i in catalog.item_id[:3]]
+print(model)
+print("history:", "; ".join(catalog.title[:3]))
+for rec in model.recommend(history, k=5):
+  print(f"  {rec.score:.3f}  {rec.title}")
+print("like", catalog.title[0], "->", [r.title for r in model.similar(history[0], k=3)])
+new = model.embed_items([{"id": "new-1", "title": "Linen midi dress in sand",
+                          "category": "dress"}])
+print("a new product's embedding:", new.shape, "; valid recall@20:",
+      round(model.evaluate("valid")["recall@20"], 4))
 
 # %% [markdown]
 # ## Export the bundles

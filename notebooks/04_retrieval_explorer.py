@@ -19,8 +19,12 @@
 # Pick a user and see their history, then what the multimodal and the ID-only model
 # recommend, side by side. The **beta** slider re-ranks with the tail-aware score
 # (`score - beta * log popularity`, done by the bundle client) and redraws both lists
-# with their head / tail / cold shares. The search box finds items like any item (an id
-# or words of a title).
+# with their head / tail / cold shares; its range is scaled to the scores, ending where the
+# lists have turned almost wholly tail and cold. **why?** picks one recommendation: the
+# history items that led to it are framed, and listed with their shares of its score, the
+# score split exactly over the history (the linear profile tower) and over the item's
+# text, image and ID (`mmrec.serving.explain`). The search box finds items like any item
+# (an id or words of a title).
 #
 # Recommendations come from the exported bundles (`mmrec.serving`), queried with the
 # trained user tower's embedding of each user. The models are those of notebook 03 in the
@@ -34,7 +38,7 @@ SIZE = os.environ.get("MMREC_NB_SIZE", "small")  # tiny | small | medium, as in 
 STEPS = int(os.environ.get("MMREC_NB_STEPS", "400"))  # used only to train a missing model
 WORKDIR = pathlib.Path(os.environ.get("MMREC_NB_WORKDIR", "../runs/notebooks"))
 K = 12  # recommendations per model
-BETA_MAX = 0.3  # the slider's range (scores are cosine similarities in [-1, 1])
+BETA_MAX = None  # the slider's end; None: scaled to the scores (`explorer.beta_range`)
 
 # %%
 import numpy as np
@@ -79,3 +83,18 @@ catalog = explorer.Catalog(data.catalog.item_id, data.catalog.title, images,
                            popularity_groups(counts, data.is_cold), counts)
 app = explorer.RetrievalExplorer(models, catalog, histories, users, k=K, beta_max=BETA_MAX)
 app.widget
+
+# %% [markdown]
+# ## Why this recommendation?
+# The explanation behind the **why?** box, as the bundle client (and the HTTP service's
+# `/v1/recommend?explain=true`) returns it: with the exact `linear_profile` method the
+# history contributions, the tower's prior and the popularity term add up to the score.
+
+# %%
+name, row = app.chosen
+e = app.explain(name, app.user.value, row, top=None)
+{"method": e["method"], "score": e["score"],
+ "sum of terms": sum(h["contribution"] for h in e["history"]) + e["prior"] + e["popularity"],
+ "top history": [(catalog.titles[catalog.row[h["id"]]], round(h["share"], 3))
+                 for h in e["history"][:5]],
+ "modalities": e["modalities"]}

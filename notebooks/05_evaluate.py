@@ -19,7 +19,8 @@
 # Full-ranking metrics of the popularity baseline, the multimodal and the ID-only model
 # on the test split, split by head, tail and cold-start items; the trade-off between
 # recall and tail share as the bundle's tail-aware `beta` grows; and where each model
-# fails. Uses the models of notebook 03 in the same `WORKDIR` (missing ones are trained).
+# fails. Uses the models of notebook 03 in the same `WORKDIR` (missing ones are trained);
+# `mmrec.load(model_dir)` reads each back with its config and evaluates it.
 
 # %% tags=["parameters"]
 import os
@@ -36,6 +37,7 @@ K = 20  # list length of the curve and the failure analysis
 import numpy as np
 from IPython.display import display
 
+import mmrec
 from mmrec import explorer, jobs, viz
 from mmrec.configs import two_tower
 from mmrec.data import dataset, sources
@@ -56,11 +58,11 @@ groups = popularity_groups(counts, data.is_cold)
 images, _ = dataset.decode_images(data.catalog, config.data.image_size)
 catalog = explorer.Catalog(data.catalog.item_id, data.catalog.title, images, groups, counts)
 
-models, rows = {}, {"popularity": jobs.evaluate_popularity(config, WORKDIR)}
+models, rows = {}, {"popularity": jobs.evaluate_popularity(config, WORKDIR, data=data)}
 for variant in ("multimodal", "id_only"):
   cfg = two_tower.with_variant(config, variant)
-  models[variant], trained = explorer.load_model(cfg, WORKDIR / f"{SIZE}_{variant}", seen)
-  rows[variant] = jobs.evaluate(trained, cfg, WORKDIR / f"{SIZE}_{variant}")
+  models[variant], _ = explorer.load_model(cfg, WORKDIR / f"{SIZE}_{variant}", seen)
+  rows[variant] = mmrec.load(WORKDIR / f"{SIZE}_{variant}").evaluate(split)  # as `mmrec evaluate`
 print(f"{split} split: {len(users)} users with held-out items; "
       + ", ".join(f"{int(rows['popularity'][f'users@{g}'])} with {g} items"
                   for g in viz.GROUP_NAMES))

@@ -50,7 +50,8 @@ def shown_rows(html: str, catalog) -> list[int]:
 
 def test_recommendations_follow_beta_like_brute_force(setup):
   app = explorer.RetrievalExplorer({"tower": setup["model"], "pooled": setup["pooled"]},
-                                   setup["catalog"], setup["histories"], range(USERS), k=K)
+                                   setup["catalog"], setup["histories"], range(USERS), k=K,
+                                   beta_max=0.3)
   for user in (0, 3):
     app.user.value = user
     for beta in (0.0, 0.05, 0.3):
@@ -107,3 +108,38 @@ def test_bad_inputs_are_refused(setup):
     explorer.RetrievalExplorer({"tower": setup["model"]}, setup["catalog"], setup["histories"], [])
   with pytest.raises(ValueError, match="user vectors"):
     explorer.recommend_all(setup["pooled"], [0], setup["histories"], setup["catalog"], K)
+
+
+def _outside_head_share(setup, beta):
+  lists = [reference(setup["emb"], setup["users"][u], setup["pop"], setup["histories"][u], beta)
+           for u in range(USERS)]
+  return np.mean([(setup["catalog"].groups[l] != 0).mean() for l in lists])
+
+
+def test_the_beta_slider_ends_where_the_lists_turn_to_the_tail(setup):
+  end = explorer.beta_range(setup["model"], range(USERS), setup["histories"], setup["catalog"],
+                            K, share=0.9)
+  assert _outside_head_share(setup, end * 1.05) >= 0.9  # rounded to 2 digits: a hair above
+  assert _outside_head_share(setup, end * 0.85) < 0.9  # one grid step (x1.12) below: not yet
+  app = explorer.RetrievalExplorer({"tower": setup["model"]}, setup["catalog"],
+                                   setup["histories"], range(USERS), k=K)
+  assert app.beta.max == explorer.beta_range(setup["model"], range(USERS), setup["histories"],
+                                             setup["catalog"], K)
+
+
+def test_a_chosen_recommendation_frames_the_history_items_that_led_to_it(setup):
+  catalog, emb = setup["catalog"], setup["emb"]
+  app = explorer.RetrievalExplorer({"pooled": setup["pooled"]}, catalog, setup["histories"],
+                                   range(USERS), k=K, beta_max=0.3)
+  app.user.value = 4
+  hist = setup["histories"][4]
+  for name, row in app.choices[:3]:
+    app.choose(name, row)
+    # brute force: the pooled query's score splits over the history as emb[h] . emb[row]
+    part = emb[hist] @ emb[row]
+    want = [int(h) for h in hist[np.argsort(-part)][:3] if part[hist == h][0] > 0]
+    framed = [catalog.row[i] for i in re.findall(
+        r'data-item="([^"]+)" class="mmrec-highlight"', app.history.value)]
+    assert sorted(framed) == sorted(want)
+    assert shown_rows(app.explanation.value, catalog) == hist[np.argsort(-part)][:5].tolist()
+    assert "pooled (exact)" in app.explanation.value

@@ -155,3 +155,19 @@ def test_flat_table_flattens_nested_dicts():
                          ("density", 0.123456), ("empty", {})]
   assert "0.1235" in repr(table) and "<th style='text-align:left'>interactions.test</th>" in \
       table._repr_html_()
+
+
+def test_recall_tail_labels_do_not_overlap():
+  from mmrec import viz
+  betas = [0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3]
+  curve = lambda shift: [{"beta": b, "aplt@20": 1 - np.exp(-30 * b), "recall@20": 0.13 - 0.1 * b  # noqa: E731
+                          + shift} for b in betas]
+  ax = viz.recall_tail_curve({"multimodal": curve(0.0), "id_only": curve(-0.002)})
+  ax.figure.canvas.draw()
+  renderer = ax.figure.canvas.get_renderer()
+  boxes = [t.get_window_extent(renderer) for t in ax.texts]
+  assert len(boxes) >= 4  # the far-apart points keep their labels
+  for i, a in enumerate(boxes):
+    for b in boxes[i + 1:]:
+      assert not a.overlaps(b), (a, b)
+  plt.close(ax.figure)

@@ -108,7 +108,9 @@ def get_config(arg: str = "small") -> ml_collections.ConfigDict:
 
   c.model = ml_collections.ConfigDict()
   c.model.embed_dim = 32 if tiny else 128
-  c.model.id_buckets = 0  # 0: twice the catalog size
+  # 0: one ID row per item (no collisions: +0.007 valid recall@20 on ML-100k over
+  # hashing into 2N rows); > 0: ids hashed twice into that many rows (huge catalogs)
+  c.model.id_buckets = 0
   c.model.id_dropout = 0.5  # drop the ID path for this share of warm items, so content learns alone
   # Text: a bag of tokens (cheap against the whole catalog every step) and/or the
   # Transformer text encoder (pretrained, or MiniLM: frozen, see the minilm variant).

@@ -127,6 +127,20 @@ def _release_times(config: ShopConfig, is_new: np.ndarray, window: int,
   return np.floor(np.where(is_new, late, old) * window).astype(np.int64)
 
 
+def choice_prior(config: ShopConfig) -> np.ndarray:
+  """The popularity prior (float32 [N], `shop_behaviour.exposure_prior`) with which
+  `generate(config)` drew the interactions, rebuilt from the seed without generating the
+  shop (its own random streams, as `generate` draws them)."""
+  streams = np.random.SeedSequence(config.seed).spawn(7)
+  rng_time, rng_pick = np.random.default_rng(streams[5]), np.random.default_rng(streams[6])
+  n, window = config.num_items, config.days * DAY
+  is_new = np.zeros(n, bool)
+  is_new[rng_time.permutation(n)[:round(config.new_item_share * n)]] = True
+  release = _release_times(config, is_new, window, rng_time)
+  return shop_behaviour.exposure_prior(rng_pick.permutation(n), release, is_new, window,
+                                       config.popularity_exponent, config.new_item_boost)
+
+
 def generate(config: ShopConfig, progress: bool = False) -> Shop:
   """Generates the shop described by `config` (deterministic in it).
 

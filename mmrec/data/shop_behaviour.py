@@ -111,6 +111,15 @@ def sample_activity(num_users: int, mean: float, minimum: int, maximum: int, sig
   return np.minimum(minimum + extra.astype(np.int64), maximum)
 
 
+def exposure_prior(rank: np.ndarray, release: np.ndarray, is_new: np.ndarray, window: int,
+                   popularity_exponent: float, new_item_boost: float) -> np.ndarray:
+  """log(exposure_i^γ · shelf_i · boost_i), float32 [N]: the choice model's popularity prior,
+  from each item's exposure rank (a permutation of the items) and release time."""
+  shelf = (window - release) / window
+  return (-popularity_exponent * np.log1p(rank) + np.log(shelf)
+          + np.where(is_new, np.log(new_item_boost), 0.0)).astype(np.float32)
+
+
 def sample_interactions(prefs: dict[str, np.ndarray], attributes: dict[str, np.ndarray],
                         activity: np.ndarray, release: np.ndarray, is_new: np.ndarray,
                         window: int, temperature: float, popularity_exponent: float,
@@ -124,10 +133,8 @@ def sample_interactions(prefs: dict[str, np.ndarray], attributes: dict[str, np.n
     progress: optionally wraps the range of user blocks (e.g. tqdm).
   """
   num_users, num_items = len(activity), len(release)
-  rank = rng.permutation(num_items)
-  shelf = (window - release) / window
-  prior = (-popularity_exponent * np.log1p(rank) + np.log(shelf)
-           + np.where(is_new, np.log(new_item_boost), 0.0)).astype(np.float32)
+  prior = exposure_prior(rng.permutation(num_items), release, is_new, window,
+                         popularity_exponent, new_item_boost)
   users, items = [], []
   starts = range(0, num_users, USER_CHUNK)
   for start in starts if progress is None else progress(starts):

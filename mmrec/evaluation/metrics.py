@@ -3,7 +3,8 @@ catalog coverage, average percentage of long tail (APLT) and Gini of exposure.
 
 Pure numpy. The evaluator scores batches of users against the whole catalog,
 calls `masked_topk` and feeds the lists to a `RankingAccumulator`, which keeps
-running sums only, so memory does not grow with the number of users.
+each user's values and list, and reports every metric with a 95% bootstrap
+interval over users (`mmrec.evaluation.bootstrap`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from mmrec.data.stats import gini
+from mmrec.evaluation import bootstrap as bootstrap_lib
 
 GROUP_NAMES = ("head", "tail", "cold")
 HEAD, TAIL, COLD = 0, 1, 2
@@ -94,11 +96,23 @@ def popularity_groups(
   return groups
 
 
+class Metrics(dict):
+  """Flat metrics (a plain dict to JSON), with `per_user`: metric name -> float [n_users],
+  one value per user in the order they were added (NaN: the user has no target in that
+  metric's group), for paired comparisons (`bootstrap.paired_difference`)."""
+
+  def __init__(self, values: dict[str, float], per_user: dict[str, np.ndarray]):
+    super().__init__(values)
+    self.per_user = per_user
+
+
 class RankingAccumulator:
-  """Running sums of ranking metrics over batches of users.
+  """Ranking metrics over batches of users, with bootstrap intervals over users.
 
   Only users (rows) with at least one target count; rows without are ignored
-  everywhere, coverage and exposure included.
+  everywhere, coverage and exposure included. Keeps each user's metric values
+  and list (about (8 metrics + kmax) numbers per user), for the intervals:
+  `bootstrap` draws (0: none), seeded by `seed`.
   """
 
   def __init__(
@@ -106,11 +120,16 @@ class RankingAccumulator:
       num_items: int,
       ks: Sequence[int] = (10, 20, 50),
       item_group: np.ndarray | None = None,
-      group_names: Sequence[str] = GROUP_NAMES):
+      group_names: Sequence[str] = GROUP_NAMES,
+      bootstrap: int = bootstrap_lib.DRAWS,
+      seed: int = 0):
     self.num_items = int(num_items)
     self.ks = tuple(sorted({int(k) for k in ks}))
     if not self.ks or self.ks[0] < 1 or self.ks[-1] > self.num_items:
       raise ValueError(f"RankingAccumulator: ks={ks} must be in [1, num_items={num_items}]")
+    if bootstrap < 0:
+      raise ValueError(f"RankingAccumulator: bootstrap={bootstrap} draws must be >= 0")
+    self.bootstrap, self.seed = int(bootstrap), int(seed)
     self.kmax = self.ks[-1]
     self.group_names = tuple(group_names)
     self.item_group = None
@@ -126,12 +145,8 @@ class RankingAccumulator:
       self.item_group = item_group.astype(np.int64)
     self._disc = 1.0 / np.log2(np.arange(self.kmax) + 2.0)
     self._idcg = np.concatenate([[1.0], np.cumsum(self._disc)])  # [0] unused
-    nk, ng = len(self.ks), len(self.group_names)
-    self._users = 0
-    self._recall, self._ndcg, self._hit, self._aplt = (np.zeros(nk) for _ in range(4))
-    self._g_users = np.zeros(ng, np.int64)
-    self._g_recall, self._g_ndcg = np.zeros((ng, nk)), np.zeros((ng, nk))
-    self._exposure = np.zeros((nk, self.num_items), np.int64)
+    self._values: list[dict[str, np.ndarray]] = []  # per batch: metric -> [b]
+    self._lists: list[np.ndarray] = []  # per batch: int32 [b, kmax]
 
   def add(self, topk: np.ndarray, targets: Sequence[np.ndarray]) -> None:
     """Adds one batch: `topk` int `[B, >=max(ks)]`, `targets` one index array per row."""
@@ -164,61 +179,80 @@ class RankingAccumulator:
     hits = np.isin(np.arange(b)[:, None] * n + topk, t_rows * n + t_items)
     n_targets = np.bincount(t_rows, minlength=b)
 
-    self._users += b
-    cum_hits = np.cumsum(hits, axis=1)
-    cum_dcg = np.cumsum(hits * self._disc, axis=1)
-    long_tail = None
+    values = self._ranking(hits, n_targets, "")
     if self.item_group is not None:
       long_tail = np.cumsum(self.item_group[topk] != HEAD, axis=1)
-    for j, k in enumerate(self.ks):
-      self._recall[j] += (cum_hits[:, k - 1] / n_targets).sum()
-      self._ndcg[j] += (cum_dcg[:, k - 1] / self._idcg[np.minimum(n_targets, k)]).sum()
-      self._hit[j] += (cum_hits[:, k - 1] > 0).sum()
-      self._exposure[j] += np.bincount(topk[:, :k].ravel(), minlength=n)
-      if long_tail is not None:
-        self._aplt[j] += (long_tail[:, k - 1] / k).sum()
-    if self.item_group is not None:
-      self._add_groups(topk, hits, t_rows, t_items)
+      for k in self.ks:
+        values[f"aplt@{k}"] = long_tail[:, k - 1] / k
+      values.update(self._groups(topk, hits, t_rows, t_items))
+    self._values.append(values)
+    self._lists.append(topk.astype(np.int32))
 
-  def _add_groups(self, topk, hits, t_rows, t_items) -> None:
+  def _ranking(self, hits: np.ndarray, n_targets: np.ndarray, suffix: str) -> dict:
+    """Per-user recall, ndcg (and hit, for all targets) at every k."""
+    cum_hits = np.cumsum(hits, axis=1)
+    cum_dcg = np.cumsum(hits * self._disc, axis=1)
+    out = {}
+    for k in self.ks:
+      out[f"recall@{k}{suffix}"] = cum_hits[:, k - 1] / n_targets
+      out[f"ndcg@{k}{suffix}"] = cum_dcg[:, k - 1] / self._idcg[np.minimum(n_targets, k)]
+      if not suffix:
+        out[f"hit@{k}"] = (cum_hits[:, k - 1] > 0).astype(np.float64)
+    return out
+
+  def _groups(self, topk, hits, t_rows, t_items) -> dict:
+    """Per-user group recall/ndcg; NaN for a user without a target in the group."""
     b = len(topk)
     top_group = self.item_group[topk]
     t_group = self.item_group[t_items]
-    for g in range(len(self.group_names)):
+    out = {}
+    for g, name in enumerate(self.group_names):
       n_g = np.bincount(t_rows[t_group == g], minlength=b)
-      users = n_g > 0
-      if not users.any():
-        continue
-      self._g_users[g] += users.sum()
-      hits_g = (hits & (top_group == g))[users]
-      cum_hits = np.cumsum(hits_g, axis=1)
-      cum_dcg = np.cumsum(hits_g * self._disc, axis=1)
-      n_g = n_g[users]
-      for j, k in enumerate(self.ks):
-        self._g_recall[g, j] += (cum_hits[:, k - 1] / n_g).sum()
-        self._g_ndcg[g, j] += (cum_dcg[:, k - 1] / self._idcg[np.minimum(n_g, k)]).sum()
-
-  def result(self) -> dict[str, float]:
-    """Flat metrics; a group without users only reports `users@<group>` = 0."""
-    if self._users == 0:
-      raise ValueError("RankingAccumulator.result: no user with a target was added")
-    u = self._users
-    out: dict[str, float] = {"users@all": float(u)}
-    for j, k in enumerate(self.ks):
-      out[f"recall@{k}"] = float(self._recall[j] / u)
-      out[f"ndcg@{k}"] = float(self._ndcg[j] / u)
-      out[f"hit@{k}"] = float(self._hit[j] / u)
-      out[f"coverage@{k}"] = float((self._exposure[j] > 0).sum() / self.num_items)
-      out[f"gini@{k}"] = gini(self._exposure[j])
-      if self.item_group is not None:
-        out[f"aplt@{k}"] = float(self._aplt[j] / u)
-    if self.item_group is not None:
-      for g, name in enumerate(self.group_names):
-        gu = int(self._g_users[g])
-        out[f"users@{name}"] = float(gu)
-        if gu == 0:
-          continue
-        for j, k in enumerate(self.ks):
-          out[f"recall@{k}/{name}"] = float(self._g_recall[g, j] / gu)
-          out[f"ndcg@{k}/{name}"] = float(self._g_ndcg[g, j] / gu)
+      with np.errstate(invalid="ignore", divide="ignore"):
+        values = self._ranking(hits & (top_group == g), n_g, f"/{name}")
+      out.update({key: np.where(n_g > 0, v, np.nan) for key, v in values.items()})
     return out
+
+  def result(self) -> Metrics:
+    """Flat metrics, each with `/ci_low` and `/ci_high` (a bootstrap over users) unless
+    `bootstrap=0`; a group without users only reports `users@<group>` = 0."""
+    if not self._values:
+      raise ValueError("RankingAccumulator.result: no user with a target was added")
+    per_user = {key: np.concatenate([v[key] for v in self._values]) for key in self._values[0]}
+    lists = np.concatenate(self._lists)
+    u = len(lists)
+    out: dict[str, float] = {"users@all": float(u)}
+    for name in self.group_names if self.item_group is not None else ():
+      out[f"users@{name}"] = float((~np.isnan(per_user[f"recall@{self.ks[0]}/{name}"])).sum())
+    means = [key for key, v in per_user.items() if not np.isnan(v).all()]
+    for key in means:
+      out[key] = float(np.nanmean(per_user[key]))
+    exposure = {k: bootstrap_lib.user_item_matrix(lists[:, :k], self.num_items) for k in self.ks}
+    for k in self.ks:
+      counts = np.asarray(exposure[k].sum(axis=0)).ravel()
+      out[f"coverage@{k}"] = float((counts > 0).sum() / self.num_items)
+      out[f"gini@{k}"] = gini(counts)
+    if self.bootstrap:
+      self._intervals(out, per_user, means, exposure)
+    return Metrics(dict(sorted(out.items())), per_user)
+
+  def _intervals(self, out, per_user, means, exposure) -> None:
+    values = np.stack([per_user[key] for key in means], axis=1)
+    n = len(values)
+    mean_stat = bootstrap_lib.mean_statistic(values)
+
+    def statistic(w):
+      cols = [mean_stat(w)]
+      for k in self.ks:
+        counts = np.asarray(exposure[k].T @ w.T).T  # resampled exposure [b, N]
+        cols.append(np.stack([(counts > 0).mean(axis=1), bootstrap_lib.gini_rows(counts)], 1))
+      return np.concatenate(cols, axis=1)
+
+    corpus = [f"{m}@{k}" for k in self.ks for m in ("coverage", "gini")]
+    draws = bootstrap_lib.draws_of(statistic, n, self.bootstrap, self.seed)
+    low, high = bootstrap_lib.percentile_interval(draws[:, :len(means)])
+    c_low, c_high = bootstrap_lib.centred_interval(
+        draws[:, len(means):], np.array([out[key] for key in corpus]))
+    keys, low, high = [*means, *corpus], [*low, *c_low], [*high, *c_high]
+    for key, lo, hi in zip(keys, low, high):
+      out[f"{key}/ci_low"], out[f"{key}/ci_high"] = float(lo), float(hi)

@@ -24,18 +24,27 @@ def hash_ids(ids: jax.Array, buckets: int, seed: int = 0) -> jax.Array:
 
 class HashedEmbed(nnx.Module):
   """ID embedding with the hashing trick: the sum of two hashed rows of one table,
-  so two ids share their whole embedding only if both hashes collide."""
+  so two ids share their whole embedding only if both hashes collide. `exact`: one
+  row per id instead, with no collisions; ids from `buckets` on embed as zeros."""
 
-  def __init__(self, buckets: int, width: int, *, rngs: nnx.Rngs):
-    self.buckets = buckets
+  def __init__(self, buckets: int, width: int, *, exact: bool = False, rngs: nnx.Rngs):
+    self.buckets, self.exact = buckets, exact
     self.table = nnx.Embed(buckets, width, embedding_init=nnx.initializers.normal(0.02), rngs=rngs)
 
   def __call__(self, ids: jax.Array) -> jax.Array:
+    if self.exact:  # ids past the table (items added after training) get zeros
+      seen = (ids < self.buckets)[..., None].astype(jnp.float32)
+      return self.table(jnp.clip(ids, 0, self.buckets - 1)) * seen
     return sum(self.table(hash_ids(ids, self.buckets, s)) for s in range(len(_HASH_MULTIPLIERS)))
 
 
 def l2_normalize(x: jax.Array) -> jax.Array:
   return x * jax.lax.rsqrt(jnp.maximum((x * x).sum(-1, keepdims=True), 1e-12))
+
+
+# rows x table size up to which a gather-and-sum runs as one dense matmul (token bags,
+# profile sums): fast gradients on CPU, where a gather's gradient is a slow scatter-add
+DENSE_MAX = 64_000_000
 
 
 class TokenBag(nnx.Module):
@@ -48,7 +57,16 @@ class TokenBag(nnx.Module):
                             rngs=rngs)
 
   def __call__(self, tokens: jax.Array) -> jax.Array:
-    return masked_mean(self.tokens(tokens), tokens != self.pad_id)
+    valid = tokens != self.pad_id
+    table = self.tokens.embedding[...]
+    if tokens.shape[0] * table.shape[0] > DENSE_MAX:
+      return masked_mean(self.tokens(tokens), valid)
+    # The same mean as one matmul of the [N, vocab] bag weights with the table: its
+    # gradient is a matmul too, where a gather's is a scatter-add (slow on CPU).
+    weights = valid / jnp.maximum(valid.sum(1, keepdims=True), 1)
+    rows = jnp.broadcast_to(jnp.arange(tokens.shape[0])[:, None], tokens.shape)
+    bag = jnp.zeros((tokens.shape[0], table.shape[0]), table.dtype).at[rows, tokens].add(weights)
+    return bag @ table
 
 
 class ItemTower(nnx.Module):
@@ -62,7 +80,7 @@ class ItemTower(nnx.Module):
   """
 
   def __init__(self, cfg: ml_collections.ConfigDict, vocab_size: int, max_text_len: int,
-               id_buckets: int, *, rngs: nnx.Rngs):
+               id_buckets: int, *, exact: bool = False, rngs: nnx.Rngs):
     d = cfg.embed_dim
     self.use_text, self.use_image, self.use_id = cfg.use_text, cfg.use_image, cfg.use_id
     self.use_bag, self.normalize = cfg.get("use_bag", False), cfg.get("normalize", True)
@@ -81,7 +99,7 @@ class ItemTower(nnx.Module):
       self.image_proj = nnx.Linear(self.image.out_features, d, rngs=rngs)
       parts += 1
     if self.use_id:
-      self.ids = HashedEmbed(id_buckets, d, rngs=rngs)
+      self.ids = HashedEmbed(id_buckets, d, exact=exact, rngs=rngs)
       parts += 1
     self.norm = nnx.LayerNorm(parts * d, rngs=rngs)
     self.mlp_in = nnx.Linear(parts * d, 2 * d, rngs=rngs)
@@ -91,14 +109,24 @@ class ItemTower(nnx.Module):
                encoded: Mapping[str, jax.Array] | None = None) -> jax.Array:
     """`encoded`: outputs of frozen encoders ("text" [B, W], "image" [B, F]), read instead
     of running those encoders (see `encode_all`)."""
+    return self.fuse(list(self.modality_parts(item, tokens, image, id_keep, encoded).values()))
+
+  def modality_parts(self, item, tokens, image, id_keep, encoded=None) -> dict[str, jax.Array]:
+    """Each enabled modality's projected input [B, embed_dim], by name ("bag", "text",
+    "image", "id"), in the order `fuse` concatenates them (explanations vary them)."""
     encoded = encoded or {}
-    parts = [self.bag(tokens)] if self.use_bag else []
+    parts = {"bag": self.bag(tokens)} if self.use_bag else {}
     if self.use_text:
-      parts.append(self.text_proj(encoded["text"] if "text" in encoded else self.text(tokens)))
+      parts["text"] = self.text_proj(encoded["text"] if "text" in encoded else self.text(tokens))
     if self.use_image:
-      parts.append(self.image_proj(encoded["image"] if "image" in encoded else self.image(image)))
+      parts["image"] = self.image_proj(encoded["image"] if "image" in encoded
+                                       else self.image(image))
     if self.use_id:
-      parts.append(self.ids(item) * id_keep[:, None].astype(jnp.float32))
+      parts["id"] = self.ids(item) * id_keep[:, None].astype(jnp.float32)
+    return parts
+
+  def fuse(self, parts: list[jax.Array]) -> jax.Array:
+    """The item embedding from the modality parts (`modality_parts`' order)."""
     x = self.norm(jnp.concatenate(parts, axis=-1))
     x = self.mlp_out(jax.nn.gelu(self.mlp_in(x)))
     return l2_normalize(x) if self.normalize else x
@@ -136,10 +164,11 @@ class ProfileTower(nnx.Module):
   `cfg.normalize` (matching the item tower).
   """
 
-  def __init__(self, cfg: ml_collections.ConfigDict, id_buckets: int, *, rngs: nnx.Rngs):
+  def __init__(self, cfg: ml_collections.ConfigDict, id_buckets: int, *, exact: bool = False,
+               rngs: nnx.Rngs):
     u = cfg.user
     self.normalize = cfg.get("normalize", True)
-    self.ids = HashedEmbed(id_buckets, u.width, rngs=rngs)
+    self.ids = HashedEmbed(id_buckets, u.width, exact=exact, rngs=rngs)
     self.from_items = nnx.Linear(cfg.embed_dim, u.width, rngs=rngs)
     self.prior = nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (u.width,)))
     # mlp_dim 0: linear (the score is then a low-rank item-item model, as EASE is full-rank)
@@ -151,9 +180,23 @@ class ProfileTower(nnx.Module):
     """history_items: [B, H, D] item-tower embeddings of the history (treated as constants
     unless the caller passes them with a gradient, as full-catalog training does)."""
     m = history_mask[..., None].astype(history_items.dtype)
-    count = m.sum(1)
+    return self.from_sums((self.ids(history) * m).sum(1), (history_items * m).sum(1), m.sum(1))
+
+  def from_catalog(self, history: jax.Array, history_mask: jax.Array,
+                   catalog: jax.Array) -> jax.Array:
+    """The same users from the whole catalog [N, D] (exact ids only): the history's sums
+    as matmuls of its [B, N] counts, whose gradients are matmuls too (a gather's is a
+    scatter-add, slow on CPU)."""
+    b, n = history.shape[0], catalog.shape[0]
+    rows = jnp.broadcast_to(jnp.arange(b)[:, None], history.shape)
+    counts = jnp.zeros((b, n), catalog.dtype).at[rows, history].add(history_mask)
+    id_sum = counts @ self.ids.table.embedding[...][:n]  # exact: row j is item j
+    return self.from_sums(id_sum, counts @ catalog, counts.sum(1, keepdims=True))
+
+  def from_sums(self, id_sum: jax.Array, item_sum: jax.Array, count: jax.Array) -> jax.Array:
+    """Users from their history's summed ID rows and item embeddings, and its size [B, 1]."""
     # pooled before the (linear) projection: B x D x W work instead of B x H x D x W
-    summed = ((self.ids(history) * m).sum(1) + self.from_items((history_items * m).sum(1))
+    summed = (id_sum + self.from_items(item_sum)
               + (count - 1) * self.from_items.bias[...])  # = sum over h of from_items(v_h)
     x = summed * jax.lax.rsqrt(jnp.maximum(count, 1.0)) + self.prior[...]  # the user of no items
     x = self.proj(x if self.mlp_in is None else jnp.tanh(self.mlp_in(x)))
@@ -171,10 +214,10 @@ class UserTower(nnx.Module):
   """
 
   def __init__(self, cfg: ml_collections.ConfigDict, history_len: int, id_buckets: int,
-               *, rngs: nnx.Rngs):
+               *, exact: bool = False, rngs: nnx.Rngs):
     u = cfg.user
     init = nnx.initializers.normal(0.02)
-    self.ids = HashedEmbed(id_buckets, u.width, rngs=rngs)
+    self.ids = HashedEmbed(id_buckets, u.width, exact=exact, rngs=rngs)
     self.from_items = nnx.Linear(cfg.embed_dim, u.width, rngs=rngs)
     self.positions = nnx.Param(init(rngs.params(), (history_len + 1, u.width)))
     self.summary = nnx.Param(init(rngs.params(), (1, 1, u.width)))
@@ -195,13 +238,14 @@ class UserTower(nnx.Module):
 class TwoTower(nnx.Module):
   def __init__(self, cfg: ml_collections.ConfigDict, *, num_items: int, vocab_size: int,
                max_text_len: int, history_len: int, rngs: nnx.Rngs):
-    buckets = cfg.id_buckets or 2 * num_items
-    self.item_tower = ItemTower(cfg, vocab_size, max_text_len, buckets, rngs=rngs)
+    exact = not cfg.id_buckets  # 0: one row per item; > 0: hashed into that many rows
+    buckets = cfg.id_buckets or num_items
+    self.item_tower = ItemTower(cfg, vocab_size, max_text_len, buckets, exact=exact, rngs=rngs)
     kind = cfg.user.get("kind", "sequence")
     if kind not in USER_TOWERS:
       raise ValueError(f"model.user.kind={kind!r}: choose from {sorted(USER_TOWERS)}")
-    self.user_tower = (ProfileTower(cfg, buckets, rngs=rngs) if kind == "profile"
-                       else UserTower(cfg, history_len, buckets, rngs=rngs))
+    self.user_tower = (ProfileTower(cfg, buckets, exact=exact, rngs=rngs) if kind == "profile"
+                       else UserTower(cfg, history_len, buckets, exact=exact, rngs=rngs))
     self.item_cache = ItemCache(jnp.zeros((num_items, cfg.embed_dim), jnp.float32))
 
   def embed_items(self, batch: dict, id_keep: jax.Array) -> jax.Array:
@@ -226,7 +270,11 @@ class TwoTower(nnx.Module):
     """Users from their histories; the history items' embeddings come from `catalog`
     [N, D] when given (full-catalog training, with gradient), else the item cache."""
     table = self.item_cache[...] if catalog is None else catalog
-    return self.user_tower(batch["history"], batch["history_mask"], table[batch["history"]])
+    tower, history = self.user_tower, batch["history"]
+    if (catalog is not None and isinstance(tower, ProfileTower) and tower.ids.exact
+        and history.shape[0] * catalog.shape[0] <= DENSE_MAX):
+      return tower.from_catalog(history, batch["history_mask"], catalog)
+    return tower(history, batch["history_mask"], table[history])
 
 
 USER_TOWERS = ("sequence", "profile")  # model.user.kind: UserTower, ProfileTower

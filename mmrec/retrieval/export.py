@@ -1,8 +1,9 @@
 """Writes the index bundle that `mmrec.serving` loads (format: docs/bundle.md).
 
-The bundle is written into a temporary sibling directory and then renamed into
-place, so an interrupted export never leaves a half bundle where the previous
-one stood. Only numpy, scann and the standard library are used here.
+Each bundle is written into its own version directory, and the bundle path is
+a symlink switched to it in one rename (`mmrec.retrieval.publish`), so an
+export killed at any point leaves the old or the new bundle loadable at the
+bundle path. Only numpy, scann and the standard library are used here.
 """
 
 from __future__ import annotations
@@ -11,15 +12,14 @@ import datetime
 import json
 import os
 import pathlib
-import shutil
-import uuid
 from typing import Any
 
 import numpy as np
 
-from mmrec.retrieval import tuning
+from mmrec.retrieval import publish, tuning
 from mmrec.serving import tail
-from mmrec.serving.format import DISTANCE, FORMAT_VERSION, file_sha256
+from mmrec.serving.format import (DISTANCE, FORMAT_VERSION, PICKLE_SUFFIXES, VECTORS_FILE,
+                                  file_sha256)
 
 USER_TOWER_FILE = "user_tower.jax_export"
 
@@ -37,6 +37,7 @@ def export_bundle(
     tuning_query_source: str | None = None,
     recall_target: float = tuning.RECALL_TARGET,
     user_tower: tuple[bytes, dict[str, Any], dict[str, bytes]] | None = None,
+    explain: tuple[dict[str, Any], dict[str, bytes]] | None = None,
 ) -> pathlib.Path:
   """Writes a bundle (version 1) to `out_dir`, replacing a previous bundle there.
 
@@ -54,6 +55,8 @@ def export_bundle(
     recall_target: Recall@10 against exact search that tuning must reach.
     user_tower: optional (serialized `jax.export` bytes, description, its other
       files) for services with jaxlib (`mmrec.retrieval.user_tower`).
+    explain: optional (description, files) of the explanation part
+      (`mmrec.retrieval.explain`), written as manifest field `explain`.
 
   Returns:
     The absolute bundle path.
@@ -79,6 +82,9 @@ def export_bundle(
     extra_files[USER_TOWER_FILE] = bytes(data)
     extra_files.update(files)
     extra["user_tower"] = {"file": USER_TOWER_FILE, "format": "jax.export", **description}
+  if explain is not None:
+    extra["explain"], files = explain
+    extra_files.update(files)
   now = _now()
   return write_bundle(
       out_dir, embeddings, item_ids, popularity, metadata, searcher,
@@ -98,33 +104,41 @@ def write_bundle(out_dir: pathlib.Path, embeddings: np.ndarray, item_ids: np.nda
   history (and optional user_tower); the rest of the manifest is derived here.
   """
   n, dim = embeddings.shape
-  out_dir.parent.mkdir(parents=True, exist_ok=True)
-  tmp = out_dir.with_name(f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
-  try:
-    tmp.mkdir()
-    np.save(tmp / "embeddings.npy", embeddings, allow_pickle=False)
-    np.save(tmp / "item_ids.npy", item_ids, allow_pickle=False)
-    np.save(tmp / "popularity.npy", popularity, allow_pickle=False)
+
+  def fill(folder: pathlib.Path) -> None:
+    np.save(folder / "item_ids.npy", item_ids, allow_pickle=False)
+    np.save(folder / "item_id_order.npy", np.argsort(item_ids, kind="stable").astype(np.int64),
+            allow_pickle=False)
+    np.save(folder / "popularity.npy", popularity, allow_pickle=False)
     if metadata is not None:
-      (tmp / "metadata.json").write_text(_json("metadata", metadata), encoding="utf-8")
+      (folder / "metadata.json").write_text(_json("metadata", metadata), encoding="utf-8")
     for name, data in extra_files.items():
-      (tmp / name).write_bytes(data)
-    (tmp / "scann").mkdir()
-    # relative_path=True: the assets file names its files relative to the
-    # searcher directory, so the bundle stays loadable after it is moved.
-    searcher.serialize(str(tmp / "scann"), relative_path=True)
-    files = {p.relative_to(tmp).as_posix(): file_sha256(p)
-             for p in sorted(tmp.rglob("*")) if p.is_file()}
+      (folder / name).write_bytes(data)
+    (folder / "scann").mkdir()
+    # relative_path=True: the assets file names its files relative to the searcher
+    # directory. No docids are given, so ScaNN writes no scann_docids.pkl.
+    searcher.serialize(str(folder / "scann"), relative_path=True)
+    _check_written(folder, embeddings)
+    files = {p.relative_to(folder).as_posix(): file_sha256(p)
+             for p in sorted(folder.rglob("*")) if p.is_file()}
     manifest = {"format_version": FORMAT_VERSION, **fields, "dimension": dim,
                 "distance": DISTANCE, "num_items": n,
                 "popularity": tail.head_cut(popularity), "files": files}
-    (tmp / "manifest.json").write_text(_json("manifest", manifest), encoding="utf-8")
-    _fsync_tree(tmp)
-    _swap_into_place(tmp, out_dir)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
-  return out_dir
+    (folder / "manifest.json").write_text(_json("manifest", manifest), encoding="utf-8")
+
+  return publish.publish(out_dir, fill)
+
+
+def _check_written(folder: pathlib.Path, embeddings: np.ndarray) -> None:
+  """The vectors are stored once, as ScaNN's dataset.npy: it must hold `embeddings` exactly."""
+  pickles = [p.name for p in folder.rglob("*") if p.name.lower().endswith(PICKLE_SUFFIXES)]
+  if pickles:
+    raise RuntimeError(f"export_bundle: ScaNN wrote pickle files {pickles}; refusing them")
+  stored = np.load(folder / VECTORS_FILE, mmap_mode="r", allow_pickle=False)
+  if stored.shape != embeddings.shape or stored.dtype != np.float32 or not np.array_equal(
+      stored, embeddings):
+    raise RuntimeError(f"export_bundle: ScaNN's {VECTORS_FILE} does not hold the embeddings "
+                       f"exactly ({stored.dtype} {stored.shape}); the bundle would disagree")
 
 
 def _now() -> str:
@@ -187,6 +201,8 @@ def _json(what: str, obj: Any) -> str:
 
 def _check_replaceable(out_dir: pathlib.Path) -> None:
   """Refuses to replace anything that is not a bundle or an empty directory."""
+  if out_dir.is_symlink() and not out_dir.exists():
+    return  # a dangling pointer: replaced
   if not out_dir.exists():
     return
   if not out_dir.is_dir():
@@ -195,36 +211,3 @@ def _check_replaceable(out_dir: pathlib.Path) -> None:
     raise ValueError(
         f"export_bundle: {out_dir} is neither empty nor a bundle (no manifest.json); "
         "refusing to replace it")
-
-
-def _swap_into_place(tmp: pathlib.Path, out_dir: pathlib.Path) -> None:
-  old = None
-  if out_dir.exists():
-    old = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}")
-    os.rename(out_dir, old)
-  try:
-    os.rename(tmp, out_dir)
-  except BaseException:
-    if old is not None:
-      os.rename(old, out_dir)
-    raise
-  _fsync_dir(out_dir.parent)
-  if old is not None:
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _fsync_tree(root: pathlib.Path) -> None:
-  for p in root.rglob("*"):
-    if p.is_file():
-      with open(p, "rb") as f:
-        os.fsync(f.fileno())
-  for d in [root, *[p for p in root.rglob("*") if p.is_dir()]]:
-    _fsync_dir(d)
-
-
-def _fsync_dir(path: pathlib.Path) -> None:
-  fd = os.open(path, os.O_RDONLY)
-  try:
-    os.fsync(fd)
-  finally:
-    os.close(fd)

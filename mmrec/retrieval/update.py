@@ -21,6 +21,7 @@ import numpy as np
 
 from mmrec.retrieval import export, tuning
 from mmrec.serving.bundle import Bundle, load_bundle
+from mmrec.serving.explain import explain_files
 
 REBUILD_CHANGE_SHARE = 0.1  # rebuild once this share of the built items has changed
 _UPSERT_BATCH = 256
@@ -43,7 +44,7 @@ def add_items(bundle_dir: str | os.PathLike, embeddings: np.ndarray, item_ids: S
     A report: path, version, added, index ("incremental" or "rebuild"),
     recall_at_10, metadata_filled.
   """
-  bundle = load_bundle(bundle_dir)
+  bundle = load_bundle(bundle_dir, verify_checksums=True)  # an update deploys: hash first
   m = len(item_ids) if not isinstance(item_ids, str) else -1
   if m < 1:
     raise ValueError("add_items: item_ids must be a non-empty list of ids")
@@ -52,7 +53,7 @@ def add_items(bundle_dir: str | os.PathLike, embeddings: np.ndarray, item_ids: S
   if emb.shape[1] != bundle.dimension:
     raise ValueError(f"add_items: embeddings have dimension {emb.shape[1]}, the bundle "
                      f"{bundle.path} has {bundle.dimension}")
-  present = [i for i in ids.tolist() if i in bundle._row]
+  present = ids[bundle.rows(ids.tolist()) >= 0].tolist()
   if present:
     raise ValueError(f"add_items: {len(present)} ids are already in the bundle, e.g. "
                      f"{present[:3]}; remove them first to replace them")
@@ -64,7 +65,7 @@ def add_items(bundle_dir: str | os.PathLike, embeddings: np.ndarray, item_ids: S
   def incremental(searcher):
     searcher.searcher.upsert([None] * m, emb, _UPSERT_BATCH)
 
-  return _write(bundle, all_emb, all_ids, all_pop, new_meta, incremental,
+  return _write(bundle_dir, bundle, all_emb, all_ids, all_pop, new_meta, incremental,
                 {"action": "add", "count": m}, filled)
 
 
@@ -75,15 +76,16 @@ def remove_items(bundle_dir: str | os.PathLike, item_ids: Sequence[str], *,
   Unknown ids raise ValueError unless `ignore_missing` (then they are counted
   in the report's `missing`). Returns the report as `add_items` does.
   """
-  bundle = load_bundle(bundle_dir)
+  bundle = load_bundle(bundle_dir, verify_checksums=True)  # an update deploys: hash first
   if isinstance(item_ids, str):
     raise ValueError("remove_items: item_ids must be a list of ids, not one id")
   wanted = list(dict.fromkeys(item_ids))
-  missing = [i for i in wanted if i not in bundle._row]
+  known = bundle.rows(wanted) >= 0
+  missing = [i for i, k in zip(wanted, known) if not k]
   if missing and not ignore_missing:
     raise ValueError(f"remove_items: {len(missing)} ids are not in the bundle {bundle.path}, "
                      f"e.g. {missing[:3]}")
-  wanted = [i for i in wanted if i in bundle._row]
+  wanted = [i for i, k in zip(wanted, known) if k]
   if not wanted:
     raise ValueError("remove_items: nothing to remove")
   if len(wanted) >= bundle.num_items:
@@ -108,7 +110,8 @@ def remove_items(bundle_dir: str | os.PathLike, item_ids: Sequence[str], *,
     for row in deleted_rows:
       searcher.searcher.delete([row])
 
-  report = _write(bundle, bundle.embeddings[keep], bundle.item_ids[keep], bundle.popularity[keep],
+  report = _write(bundle_dir, bundle, bundle.embeddings[keep], bundle.item_ids[keep],
+                  bundle.popularity[keep],
                   meta, incremental, {"action": "remove", "count": len(wanted)}, 0)
   report["missing"] = len(missing)
   return report
@@ -134,7 +137,8 @@ def _merged_metadata(bundle: Bundle, metadata, m):
   return out, filled
 
 
-def _write(bundle: Bundle, emb, ids, pop, meta, incremental, change, filled) -> dict[str, Any]:
+def _write(bundle_dir, bundle: Bundle, emb, ids, pop, meta, incremental, change,
+           filled) -> dict[str, Any]:
   manifest = bundle.manifest
   params = dict(manifest["scann"])
   requested = params.pop("mode_requested", "auto")
@@ -160,8 +164,8 @@ def _write(bundle: Bundle, emb, ids, pop, meta, incremental, change, filled) -> 
                                                 seed=manifest["version"])
     built_n, changed = len(emb), 0
   else:
-    recall.update(recall_at_10=round(measured, 4), target_met=bool(measured >= recall["target"]),
-                  num_queries=len(queries), queries="perturbed_items")
+    recall = tuning.recall_report(measured, recall["target"], len(queries), "perturbed_items",
+                                  estimate=True)  # made-up queries: an estimate only
   params.update(mode_requested=requested, built_num_items=built_n, changed_since_build=changed)
   version = manifest["version"] + 1
   now = export._now()
@@ -171,11 +175,14 @@ def _write(bundle: Bundle, emb, ids, pop, meta, incremental, change, filled) -> 
     for name in (tower["file"], tower.get("items_file")):
       if name:
         extra_files[name] = (bundle.path / name).read_bytes()
-  fields = {k: manifest[k] for k in ("created_at", "model", "user_tower") if k in manifest}
+  for name in explain_files(manifest):  # keyed by the model's items too
+    extra_files[name] = (bundle.path / name).read_bytes()
+  fields = {k: manifest[k] for k in ("created_at", "model", "user_tower", "explain")
+            if k in manifest}
   fields.update(version=version, updated_at=now, scann=params, recall=recall,
                 history=[*manifest["history"], {"version": version, "at": now, **change,
                                                 "num_items": len(emb), "index": how}])
-  path = export.write_bundle(pathlib.Path(bundle.path).absolute(), emb, ids, pop, meta, searcher,
+  path = export.write_bundle(pathlib.Path(bundle_dir).absolute(), emb, ids, pop, meta, searcher,
                              fields, extra_files)
   done = {"add": "added", "remove": "removed"}[change["action"]]
   return {"path": str(path), "version": version, done: change["count"],

@@ -6,22 +6,21 @@ recommendations import this without jax or flax installed.
 
 from __future__ import annotations
 
+import functools
+import os
 import pathlib
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scann.scann_ops.py import scann_ops_pybind
 
-from mmrec.serving import tail
+from mmrec.serving import explain, scann_assets, tail
+from mmrec.serving import search as search_lib
 from mmrec.serving import user_tower as user_tower_lib
-from mmrec.serving.format import (BundleError, check_files, load_array,
-                                  read_manifest, read_metadata)
+from mmrec.serving.format import (BundleError, check_files, check_item_ids, head_cut,
+                                  load_array, load_vectors, read_manifest, read_metadata)
 
 __all__ = ["Bundle", "BundleError", "UnknownItemError", "load_bundle"]
-_EXACT_BLOCK = 1 << 25  # query x item scores per block of exact search
-_PARALLEL_QUERIES = 64  # batches this large search on ScaNN's threads
-_RESTRICT_EXACT_SHARE = 0.25  # restricted to at most this share of items: score the subset exactly
 
 
 class UnknownItemError(KeyError):
@@ -35,40 +34,50 @@ class UnknownItemError(KeyError):
     return f"unknown item id {self.item_id!r}: not in the bundle's item_ids.npy"
 
 
-def load_bundle(path: str | pathlib.Path, *, verify_checksums: bool = True) -> "Bundle":
-  """Loads the bundle at `path`, raising `BundleError` for any defect found."""
-  path = pathlib.Path(path)
-  if not path.is_dir():
-    raise BundleError(f"{path}: bundle directory does not exist")
-  manifest = read_manifest(path)
-  check_files(path, manifest["files"], verify_checksums)
-  n, d = manifest["num_items"], manifest["dimension"]
-  embeddings = load_array(path, "embeddings.npy", np.float32, (n, d), manifest)
-  item_ids = load_array(path, "item_ids.npy", np.str_, (n,), manifest)
-  popularity = load_array(path, "popularity.npy", np.int64, (n,), manifest)
+def load_bundle(path: str | os.PathLike, *, verify_checksums: bool = False,
+                mmap: bool = True) -> "Bundle":
+  """Loads the bundle at `path`, raising `BundleError` for any defect found.
+
+  Always checks the structure: manifest fields and numbers, file names confined to
+  the bundle, no unlisted, linked or pickle file, dtypes and shapes, finite vectors,
+  unique non-empty ids, agreement between files. `verify_checksums` also hashes
+  every file against the manifest (as `mmrec bundle verify` and `mmrec serve` do).
+  `mmap` maps the item vectors (ScaNN's `scann/dataset.npy`) instead of reading them.
+  `path` may be the pointer (symlink) the exporter switches: it is resolved once.
+  """
+  given = pathlib.Path(path)
+  if not given.is_dir():
+    raise BundleError(f"{given}: bundle directory does not exist")
+  root = given.resolve()
+  manifest = read_manifest(root)
+  check_files(root, manifest["files"], verify_checksums)
+  n = manifest["num_items"]
+  assets = scann_assets.read_assets(root, manifest["files"])
+  scann_assets.check_assets(root, assets, manifest)
+  embeddings = load_vectors(root, manifest, mmap)
+  item_ids = load_array(root, "item_ids.npy", np.str_, (n,), manifest)
+  order = load_array(root, "item_id_order.npy", np.int64, (n,), manifest)
+  check_item_ids(root, item_ids, order)
+  popularity = load_array(root, "popularity.npy", np.int64, (n,), manifest)
   if (popularity < 0).any():
-    raise BundleError(f"{path}/popularity.npy: negative counts")
+    raise BundleError(f"{root}/popularity.npy: negative counts")
   cut = manifest["popularity"]
   share = cut.get("head_share", tail.HEAD_SHARE)
   if not isinstance(share, (int, float)) or not 0 < share <= 1:
-    raise BundleError(f"{path}/manifest.json: popularity.head_share {share!r} must be in (0, 1]")
-  if tail.head_cut(popularity, share) != cut:
-    raise BundleError(f"{path}/popularity.npy: head/tail cut {tail.head_cut(popularity, share)} "
+    raise BundleError(f"{root}/manifest.json: popularity.head_share {share!r} must be in (0, 1]")
+  is_head = tail.head_tail_split(popularity, share)
+  if (found := head_cut(popularity, is_head, share)) != cut:
+    raise BundleError(f"{root}/popularity.npy: head/tail cut {found} "
                       f"disagrees with manifest.json popularity {cut}")
-  metadata = read_metadata(path, n) if "metadata.json" in manifest["files"] else {}
-  try:
-    searcher = scann_ops_pybind.load_searcher(str(path / "scann"), assets_backcompat_shim=False)
-  except (RuntimeError, ValueError) as e:
-    raise BundleError(f"{path}/scann: the ScaNN searcher does not load: {e}") from e
+  metadata = read_metadata(root, n) if "metadata.json" in manifest["files"] else {}
+  searcher = scann_assets.load_searcher(root, assets)
   if searcher.size() != n:
-    raise BundleError(f"{path}/scann: the ScaNN searcher holds {searcher.size()} items, "
+    raise BundleError(f"{root}/scann: the ScaNN searcher holds {searcher.size()} items, "
                       f"manifest.json num_items={n}")
-  beta = manifest["model"].get("default_beta", 0.0)
-  if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not np.isfinite(beta) \
-      or beta < 0:
-    raise BundleError(f"{path}/manifest.json: model.default_beta={beta!r} must be a finite "
-                      "number >= 0")
-  return Bundle(path, manifest, embeddings, item_ids, popularity, metadata, searcher)
+  bundle = Bundle(root, manifest, embeddings, item_ids, popularity, metadata, searcher, order,
+                  is_head)
+  explain.explainer(bundle)  # checks the optional explanation part (BundleError if broken)
+  return bundle
 
 
 class Bundle:
@@ -76,18 +85,21 @@ class Bundle:
 
   def __init__(self, path: pathlib.Path, manifest: dict[str, Any], embeddings: np.ndarray,
                item_ids: np.ndarray, popularity: np.ndarray, metadata: dict[str, list],
-               searcher):
+               searcher, item_order: np.ndarray | None = None,
+               is_head: np.ndarray | None = None):
     self.path = path
     self.manifest = manifest
     self.embeddings = embeddings  # float32 [N, D]
     self.item_ids = item_ids  # str [N]
     self.popularity = popularity  # int64 [N], training counts
-    self.is_head = tail.head_tail_split(popularity, manifest["popularity"]["head_share"])
+    self.is_head = tail.head_tail_split(popularity, manifest["popularity"]["head_share"]) \
+        if is_head is None else is_head
     self.metadata = metadata  # name -> list aligned to items; {} without metadata.json
     self.searcher = searcher
     # the popularity calibration searches use unless given one (checked by load_bundle)
     self.default_beta = float(manifest["model"].get("default_beta", 0.0))
-    self._row = {item_id: i for i, item_id in enumerate(item_ids.tolist())}
+    # rows in id order: id lookups by binary search (no per-item dict at load)
+    self._order = np.argsort(item_ids, kind="stable") if item_order is None else item_order
     self._user_tower = None  # loaded on first use (needs jax)
 
   @property
@@ -109,11 +121,24 @@ class Bundle:
       return self._index(ids)
     return np.array([self._index(i) for i in ids], np.int64)
 
+  def rows(self, ids: Sequence[str]) -> np.ndarray:
+    """Row of each id, int64 `[len(ids)]`, -1 for an id the bundle does not hold."""
+    wanted = np.array([i if isinstance(i, str) else "" for i in ids], dtype=str)  # "": unknown
+    pos = np.searchsorted(self.item_ids, wanted, sorter=self._order)
+    rows = self._order[np.minimum(pos, self.num_items - 1)].astype(np.int64)
+    rows[self.item_ids[rows] != wanted] = -1
+    return rows
+
+  @functools.cached_property
+  def _row(self) -> dict[str, int]:
+    """id -> row, built on first use (prefer `rows`, which needs no dict)."""
+    return {item_id: i for i, item_id in enumerate(self.item_ids.tolist())}
+
   def _index(self, item_id: str) -> int:
-    try:
-      return self._row[item_id]
-    except (KeyError, TypeError):
-      raise UnknownItemError(item_id) from None
+    row = int(self.rows([item_id])[0]) if isinstance(item_id, str) else -1
+    if row < 0:
+      raise UnknownItemError(item_id)
+    return row
 
   def ids_where(self, **conditions) -> np.ndarray:
     """Ids whose metadata matches every condition, e.g. `ids_where(category="dress")`.
@@ -162,29 +187,37 @@ class Bundle:
       id "" and score -inf.
     """
     q = np.ascontiguousarray(queries, np.float32)
+    n = self.num_items
     if q.ndim != 2 or q.shape[1] != self.dimension:
       raise ValueError(f"queries must be [Q, {self.dimension}], got shape {q.shape}")
-    if not np.isfinite(q).all():
-      raise ValueError("queries contain NaN or inf")
-    if not isinstance(k, (int, np.integer)) or not 1 <= k <= self.num_items:
-      raise ValueError(f"k={k} must be an int in [1, {self.num_items}] (the bundle's num_items)")
+    if not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
+      raise ValueError(f"k={k} must be an int in [1, {n}] (the bundle's num_items)")
     beta = self.default_beta if beta is None else beta
-    tail.check_knobs(beta, tail_balance)
-    f = min(self.num_items, candidates or tail.default_candidates(k, beta, tail_balance))
+    if beta != 0 or tail_balance != 0:  # (NaN != 0 too)
+      tail.check_knobs(beta, tail_balance)
+    f = min(n, candidates or tail.default_candidates(k, beta, tail_balance))
     if f < k:
       raise ValueError(f"candidates={candidates} must be >= k={k}")
     blocked = self._per_query_rows(exclude, len(q), "exclude")
     allowed = self._allowed_rows(restrict, len(q))
+    if exact or len(q) != 1 or blocked is not None or allowed is not None:
+      search_lib.check_finite(q)  # (a plain single query: ScaNN refuses NaN/inf itself)
     if exact or not len(q):
-      rows, scores = self._exact(q, f, blocked, allowed)
+      rows, scores = search_lib.exact(self.embeddings, q, f, blocked, allowed)
     else:
-      rows, scores = self._approximate(q, f, blocked, allowed)
-    safe = np.maximum(rows, 0)
-    pos, scores = tail.rerank(scores, self.popularity[safe], self.is_head[safe], k,
-                              beta=beta, tail_balance=tail_balance)
-    rows = np.where(pos >= 0, np.take_along_axis(rows, np.maximum(pos, 0), axis=1), -1)
-    ids = self.item_ids[np.maximum(rows, 0)]
-    ids[rows < 0] = ""
+      rows, scores = search_lib.approximate(self.searcher.searcher, self.search_knobs,
+                                            self.embeddings, q, f, blocked, allowed)
+    if beta or tail_balance:
+      rows = rows.astype(np.int64, copy=False)  # ScaNN's rows are uint32
+      safe = np.maximum(rows, 0)
+      pos, scores = tail.rerank(scores, self.popularity[safe], self.is_head[safe], k,
+                                beta=beta, tail_balance=tail_balance)
+      rows = np.where(pos >= 0, np.take_along_axis(rows, np.maximum(pos, 0), axis=1), -1)
+    elif f > k:  # plain top-k: the candidates arrive best first, as rerank would order them
+      rows, scores = rows[:, :k], scores[:, :k]
+    ids = self.item_ids[rows]  # a copy; row -1 (an empty slot) is blanked next
+    if rows.dtype != np.uint32 and len(q) and rows.min() < 0:  # uint32: ScaNN's own, never -1
+      ids[rows < 0] = ""
     return ids, scores
 
   def similar(self, item_id: str, k: int, *, exclude: Sequence[str] = (),
@@ -198,8 +231,10 @@ class Bundle:
 
   @property
   def has_user_tower(self) -> bool:
-    """Whether the bundle holds the exported user tower and jax is there to run it."""
-    return "user_tower" in self.manifest and user_tower_lib.jax_available()
+    """Whether the trained user tower can run: in numpy when the bundle holds the linear
+    profile tower (`mmrec.serving.explain`), else its jax export when jax is there."""
+    return explain.has_linear_tower(self.manifest) or (
+        "user_tower" in self.manifest and user_tower_lib.jax_available())
 
   def embed_histories(self, histories: Sequence[Sequence[str]]) -> np.ndarray:
     """User embeddings float32 `[Q, D]` from the exported user tower (needs jax).
@@ -210,6 +245,8 @@ class Bundle:
     if not self.has_user_tower:
       raise BundleError(f"{self.path}: no exported user tower to run (it needs jax and a bundle "
                         "exported with one); search_by_history falls back to pooling")
+    if explain.has_linear_tower(self.manifest):  # exact, in numpy, no jax needed
+      return explain.explainer(self).tower.embed(histories, self.index_of, self.embeddings)
     if self._user_tower is None:
       self._user_tower = user_tower_lib.UserTower(self.path, self.manifest["user_tower"])
     return self._user_tower.embed(histories, self.index_of, self.embeddings)
@@ -238,100 +275,48 @@ class Bundle:
     excluded = [*(history_ids if exclude_history else ()), *_flat(exclude, "exclude")]
     return self._one(query, k, excluded, options)
 
+  def explain_history(self, history_ids: Sequence[str], item_ids: Sequence[str],
+                      **options) -> list[dict[str, Any]]:
+    """Why `search_by_history(history_ids, ...)` scored each of `item_ids` as it did:
+    history items' contributions and the modality split (`mmrec.serving.explain`)."""
+    return explain.explain_history(self, history_ids, item_ids, **options)
+
   def _one(self, query, k, exclude, options):
     ids, scores = self.search(query[None], k, exclude=[exclude], **options)
     return ids[0], scores[0]
 
   def _rows_of(self, ids) -> np.ndarray:
-    return np.array(sorted({self._row[i] for i in ids if isinstance(i, str) and i in self._row}),
-                    np.int64)
+    rows = self.rows(list(ids))
+    return np.unique(rows[rows >= 0])
 
-  def _per_query_rows(self, lists, num_queries, name) -> list[np.ndarray]:
+  def _per_query_rows(self, lists, num_queries, name) -> list[np.ndarray] | None:
+    """Rows of each query's ids (sorted, unique); None when no query names any."""
     if lists is None:
-      return [np.zeros(0, np.int64)] * num_queries
+      return None
     if isinstance(lists, str) or len(lists) != num_queries:
       raise ValueError(f"{name} must hold one list of ids per query ({num_queries} queries)")
     if any(isinstance(e, str) for e in lists):
       raise ValueError(f"{name} must hold one list of ids per query, not bare ids")
-    return [self._rows_of(e) for e in lists]
+    rows = [self._rows_of(e) if len(e) else search_lib.NO_ROWS for e in lists]
+    return rows if name == "restrict" or any(len(r) for r in rows) else None
 
-  def _allowed_rows(self, restrict, num_queries) -> list[np.ndarray] | None:
+  def _allowed_rows(self, restrict, num_queries) -> np.ndarray | list[np.ndarray] | None:
+    """None (all allowed), one row array shared by every query, or one per query."""
     if restrict is None:
       return None
     if isinstance(restrict, str):
       raise ValueError("restrict must be a list of ids (or one list per query), not one id")
     restrict = list(restrict)
     if restrict and all(isinstance(r, str) for r in restrict) or not restrict:
-      return [self._rows_of(restrict)] * num_queries  # one list shared by every query
+      return self._rows_of(restrict)  # one list shared by every query
     return self._per_query_rows(restrict, num_queries, "restrict")
 
-  def _exact(self, q, f, blocked, allowed):
-    """The `f` best allowed rows by raw score, best first (ties by row); -1/-inf when short."""
-    rows = np.full((len(q), f), -1, np.int64)
-    scores = np.full((len(q), f), -np.inf, np.float32)
-    block = max(1, _EXACT_BLOCK // self.num_items)
-    for start in range(0, len(q), block):
-      s = q[start:start + block] @ self.embeddings.T
-      for r in range(len(s)):
-        if allowed is not None:
-          keep = np.full(self.num_items, -np.inf, np.float32)
-          keep[allowed[start + r]] = 0
-          s[r] += keep
-        s[r, blocked[start + r]] = -np.inf
-      top = np.argpartition(-s, f - 1, axis=1)[:, :f] if f < self.num_items else np.tile(
-          np.arange(self.num_items), (len(s), 1))
-      vals = np.take_along_axis(s, top, axis=1)
-      order = np.lexsort((top, -vals), axis=1)
-      rows[start:start + block] = np.take_along_axis(top, order, axis=1)
-      scores[start:start + block] = np.take_along_axis(vals, order, axis=1)
-    rows[scores == -np.inf] = -1
-    return rows, scores
-
-  def _approximate(self, q, f, blocked, allowed):
-    n = self.num_items
-    available = [n - len(b) if allowed is None else len(a) - np.isin(b, a).sum()
-                 for b, a in zip(blocked, allowed or [None] * len(q))]
-    small = [allowed is not None and len(a) <= _RESTRICT_EXACT_SHARE * n for a in allowed or ()]
-    fetch = f + max(len(b) for b in blocked)
-    if allowed is not None:  # over-fetch by the inverse share of allowed items
-      large = [len(a) for a, s in zip(allowed, small) if not s]
-      fetch = int(np.ceil(fetch * n / max(1, min(large, default=n))))
-    fetch = min(n, fetch)
-    if all(small) and small:
-      idx = dist = None
-    else:
-      idx, dist = self._scann(q, fetch)
-    rows = np.full((len(q), f), -1, np.int64)
-    scores = np.full((len(q), f), -np.inf, np.float32)
-    redo = []
-    for r, b in enumerate(blocked):
-      if small and small[r]:
-        redo.append(r)
-        continue
-      # ScaNN pads with index 0 and score NaN when its partitions hold too few.
-      keep = ~np.isnan(dist[r]) & ~np.isin(idx[r], b)
-      if allowed is not None:
-        keep &= np.isin(idx[r], allowed[r])
-      got = np.flatnonzero(keep)[:f]
-      rows[r, :len(got)], scores[r, :len(got)] = idx[r, got], dist[r, got]
-      if len(got) < min(f, available[r]):
-        redo.append(r)
-    if redo:  # restricted to a small subset, or the approximate search came up short
-      sub = [allowed[r] for r in redo] if allowed is not None else None
-      rows[redo], scores[redo] = self._exact(q[redo], f, [blocked[r] for r in redo], sub)
-    return rows, scores
-
-  def _scann(self, q, fetch):
+  @functools.cached_property
+  def search_knobs(self) -> tuple[int, int]:
+    """(re-order size, leaves to search) from the manifest, passed on every ScaNN search;
+    -1: ScaNN's default."""
     params = self.manifest["scann"]
-    reorder = params.get("reorder")
-    pre = max(fetch, int(reorder)) if reorder else None
-    leaves = params.get("num_leaves_to_search")
-    # Large batches use ScaNN's thread pool; small ones stay on the caller's thread.
-    search = (self.searcher.search_batched_parallel if len(q) >= _PARALLEL_QUERIES
-              else self.searcher.search_batched)
-    idx, dist = search(q, fetch, pre_reorder_num_neighbors=pre,
-                       leaves_to_search=int(leaves) if leaves else None)
-    return np.asarray(idx, np.int64), np.asarray(dist, np.float32)
+    return int(params.get("reorder") or -1), int(params.get("num_leaves_to_search") or -1)
 
 
 def _flat(ids, name) -> list[str]:

@@ -1,70 +1,55 @@
-"""ASGI middleware for the HTTP service: a request body limit and Prometheus metrics."""
+"""ASGI middleware for the HTTP service: a request body limit and Prometheus metrics.
+
+The metrics are prometheus_client's (docs/architecture.md says why): a registry per app, so
+several apps in one process (tests) keep their own counts.
+"""
 
 from __future__ import annotations
 
-import bisect
 import json
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.metrics_core import Metric
 from starlette.routing import BaseRoute, Match
 
 # Upper bounds (seconds) of the latency histogram's buckets; +Inf is implied.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                    5.0, 10.0)
 UNMATCHED_ROUTE = "unmatched"  # one label for every unknown path: bounded label cardinality
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # the text format that generate_latest writes
 
 
 class Metrics:
   """Request counts per route and status, and latency histograms per route."""
 
   def __init__(self):
-    self._lock = threading.Lock()
-    self._counts: dict[tuple[str, str, str], int] = {}  # (method, route, status) -> requests
-    self._latency: dict[tuple[str, str], list] = {}  # (method, route) -> [buckets, sum, count]
+    self.registry = CollectorRegistry(auto_describe=False)
+    self._requests = Counter("mmrec_http_requests", "HTTP requests answered, by method, "
+                             "route, status.", ("method", "route", "status"),
+                             registry=self.registry)
+    self._latency = Histogram("mmrec_http_request_duration_seconds", "Time from request to "
+                              "response end.", ("method", "route"), buckets=LATENCY_BUCKETS,
+                              registry=self.registry)
 
   def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-    with self._lock:
-      key = (method, route, str(status))
-      self._counts[key] = self._counts.get(key, 0) + 1
-      hist = self._latency.setdefault((method, route), [[0] * len(LATENCY_BUCKETS), 0.0, 0])
-      bucket = bisect.bisect_left(LATENCY_BUCKETS, seconds)
-      if bucket < len(LATENCY_BUCKETS):
-        hist[0][bucket] += 1
-      hist[1] += seconds
-      hist[2] += 1
+    self._requests.labels(method, route, str(status)).inc()
+    self._latency.labels(method, route).observe(seconds)
 
-  def render(self, extra: list[str] = ()) -> str:
-    """Prometheus text exposition format 0.0.4; `extra` lines are appended as given."""
-    with self._lock:
-      counts = sorted(self._counts.items())
-      latency = sorted((k, [list(v[0]), v[1], v[2]]) for k, v in self._latency.items())
-    lines = ["# HELP mmrec_http_requests_total HTTP requests answered, by method, route, status.",
-             "# TYPE mmrec_http_requests_total counter"]
-    for (method, route, status), n in counts:
-      labels = _labels(method=method, route=route, status=status)
-      lines.append(f"mmrec_http_requests_total{labels} {n}")
-    lines += ["# HELP mmrec_http_request_duration_seconds Time from request to response end.",
-              "# TYPE mmrec_http_request_duration_seconds histogram"]
-    for (method, route), (buckets, total, n) in latency:
-      cumulative = 0
-      for bound, count in zip(LATENCY_BUCKETS, buckets):
-        cumulative += count
-        labels = _labels(method=method, route=route, le=repr(bound))
-        lines.append(f"mmrec_http_request_duration_seconds_bucket{labels} {cumulative}")
-      labels = _labels(method=method, route=route, le="+Inf")
-      lines.append(f"mmrec_http_request_duration_seconds_bucket{labels} {n}")
-      labels = _labels(method=method, route=route)
-      lines.append(f"mmrec_http_request_duration_seconds_sum{labels} {total!r}")
-      lines.append(f"mmrec_http_request_duration_seconds_count{labels} {n}")
-    return "\n".join([*lines, *extra]) + "\n"
+  def collect_also(self, collect: Callable[[], Iterable[Metric]]) -> None:
+    """Adds the metrics that `collect()` returns, read at each scrape (e.g. gauges)."""
 
+    class Collector:
+      def collect(self):
+        return collect()
 
-def _labels(**labels: str) -> str:
-  def escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-  return "{" + ",".join(f'{k}="{escape(v)}"' for k, v in labels.items()) + "}"
+    self.registry.register(Collector())
+
+  def render(self) -> bytes:
+    """Prometheus text exposition format 0.0.4 (CONTENT_TYPE)."""
+    return generate_latest(self.registry)
 
 
 class ServiceMiddleware:

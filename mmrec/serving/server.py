@@ -13,11 +13,15 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi_offline import FastAPIOffline
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
 
+from mmrec.serving import explain as explain_lib
 from mmrec.serving.bundle import Bundle, UnknownItemError
+from mmrec.serving.middleware import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from mmrec.serving.middleware import Metrics, ServiceMiddleware
 from mmrec.serving.watch import BundleWatcher, Served
 
@@ -63,6 +67,27 @@ class Item(BaseModel):
   model_config = ConfigDict(extra="allow")
   id: str
   score: float
+  explanation: Explanation | None = None
+
+
+class Contribution(BaseModel):
+  id: str = Field(description="A history item.")
+  contribution: float = Field(description="Its part of the score (score units).")
+  share: float = Field(description="contribution / the sum of |contributions| of the history.")
+
+
+class Explanation(BaseModel):
+  """Why an item scored as it did (mmrec.serving.explain; docs/serving.md)."""
+  method: str = Field(description="linear_profile or pooled (exact), leave_one_out "
+                      "(approximate), or query (an embedding request: modalities only).")
+  exact: bool = Field(description="Whether the terms sum to the score.")
+  score: float
+  history: list[Contribution] = Field(None, description="The most contributing history items.")
+  other_history: float = Field(None, description="The contributions of the items not listed.")
+  prior: float = Field(None, description="The user tower's own term (its empty-profile user).")
+  popularity: float = Field(description="-beta ln(1 + popularity).")
+  modalities: dict[str, float] | None = Field(description="The raw score split into the item's "
+                                              "text, image and id parts and a base term.")
 
 
 class Recommendations(BaseModel):
@@ -83,9 +108,18 @@ def create_app(bundle_dir: str | os.PathLike, *, poll_seconds: float = 2.0,
     finally:
       watcher.stop()
 
-  app = FastAPI(title="mmrec", version="1", lifespan=lifespan,
-                description="Recommendations from an mmrec index bundle (docs/serving.md).")
+  # /docs and /redoc with Swagger UI's and ReDoc's files from the fastapi-offline package
+  # (FastAPI's defaults load them from a CDN: a blank page offline).
+  app = FastAPIOffline(title="mmrec", version="1", lifespan=lifespan,
+                       description="Recommendations from an mmrec index bundle (docs/serving.md).")
   app.state.watcher = watcher
+  metrics.collect_also(lambda: [
+      GaugeMetricFamily("mmrec_bundle_items", "Items in the bundle served.",
+                        value=watcher.current.bundle.num_items),
+      CounterMetricFamily("mmrec_bundle_reloads", "Bundles swapped in since the start.",
+                          value=watcher.reloads),
+      CounterMetricFamily("mmrec_bundle_reload_failures", "Reloads that failed.",
+                          value=watcher.reload_failures)])
   app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=max_body_bytes,
                      routes=app.router.routes)
 
@@ -104,8 +138,12 @@ def create_app(bundle_dir: str | os.PathLike, *, poll_seconds: float = 2.0,
     return JSONResponse({"detail": [{k: e[k] for k in ("loc", "msg", "type")} for e in errors]},
                         422)
 
-  @app.post("/v1/recommend", response_model=Recommendations)
-  def recommend(request: RecommendRequest) -> dict:
+  @app.post("/v1/recommend", response_model=Recommendations, response_model_exclude_unset=True)
+  def recommend(request: RecommendRequest,
+                explain: bool = Query(False, description="Add each item's explanation."),
+                explain_top: int = Query(5, ge=1, le=100,
+                                         description="History items listed per explanation.")
+                ) -> dict:
     served = watcher.current  # this request uses this bundle throughout
     bundle = served.bundle
     k = _check_k(request.k, bundle)
@@ -126,7 +164,8 @@ def create_app(bundle_dir: str | os.PathLike, *, poll_seconds: float = 2.0,
         options.pop("exclude", None)
         ids, scores = bundle.search(query, k, exclude=[request.exclude], **options)
         ids, scores = ids[0], scores[0]
-    return _answer(bundle, ids, scores)
+      explanations = _explanations(bundle, request, ids, scores, explain_top) if explain else None
+    return _answer(bundle, ids, scores, explanations)
 
   @app.get("/v1/similar/{item_id:path}", response_model=Recommendations)
   def similar(item_id: str,
@@ -171,16 +210,8 @@ def create_app(bundle_dir: str | os.PathLike, *, poll_seconds: float = 2.0,
 
   @app.get("/metrics", response_class=PlainTextResponse)
   def prometheus_metrics() -> PlainTextResponse:
-    """Request counts and latency histograms in Prometheus text format."""
-    extra = [
-        "# TYPE mmrec_bundle_items gauge", f"mmrec_bundle_items {watcher.current.bundle.num_items}",
-        "# TYPE mmrec_bundle_reloads_total counter",
-        f"mmrec_bundle_reloads_total {watcher.reloads}",
-        "# TYPE mmrec_bundle_reload_failures_total counter",
-        f"mmrec_bundle_reload_failures_total {watcher.reload_failures}",
-    ]
-    return PlainTextResponse(metrics.render(extra),
-                             media_type="text/plain; version=0.0.4; charset=utf-8")
+    """Request counts, latency histograms and the bundle's gauges, in Prometheus text format."""
+    return PlainTextResponse(metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
   return app
 
@@ -222,7 +253,21 @@ def _client_errors():
     raise HTTPException(422, str(e)) from None
 
 
-def _answer(bundle: Bundle, ids: np.ndarray, scores: np.ndarray) -> dict:
+def _explanations(bundle: Bundle, request: RecommendRequest, ids: np.ndarray,
+                  scores: np.ndarray, top: int) -> dict[str, dict]:
+  """Item id -> explanation, for the items answered (mmrec.serving.explain)."""
+  shown = [i for i, s in zip(ids.tolist(), scores.tolist()) if i and np.isfinite(s)]
+  if request.history is not None:
+    found = explain_lib.explain_history(bundle, request.history, shown, beta=request.beta,
+                                        top=top)
+  else:
+    found = explain_lib.explain_query(bundle, np.asarray(request.embedding), shown,
+                                      beta=request.beta)
+  return dict(zip(shown, found))
+
+
+def _answer(bundle: Bundle, ids: np.ndarray, scores: np.ndarray,
+            explanations: dict[str, dict] | None = None) -> dict:
   items = []
   for item_id, score in zip(ids.tolist(), scores.tolist()):
     if not item_id or not np.isfinite(score):  # short answer: fewer items than k were left
@@ -230,6 +275,8 @@ def _answer(bundle: Bundle, ids: np.ndarray, scores: np.ndarray) -> dict:
     row = bundle.index_of(item_id)
     items.append({"id": item_id, "score": score,
                   **{key: values[row] for key, values in bundle.metadata.items()}})
+    if explanations is not None:
+      items[-1]["explanation"] = explanations[item_id]
   return {"items": items}
 
 

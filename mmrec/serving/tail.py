@@ -21,9 +21,9 @@ Evaluation code reuses `rerank_full` on full score matrices.
 
 from __future__ import annotations
 
-import numpy as np
+import math
 
-from mmrec.evaluation.metrics import HEAD, popularity_groups
+import numpy as np
 
 HEAD_SHARE = 0.2  # the head: the top 20% of the items with interactions, as in evaluation
 
@@ -31,9 +31,11 @@ HEAD_SHARE = 0.2  # the head: the top 20% of the items with interactions, as in 
 def head_tail_split(popularity: np.ndarray, head_share: float = HEAD_SHARE) -> np.ndarray:
   """Bool `[N]`, True for head items.
 
-  The same cut as evaluation's head group (`popularity_groups`): the top
-  `head_share` of the items with interactions by count (ties by lower index);
-  items with no interactions are never head.
+  The top `head_share` of the items with interactions by count (rounded half
+  up, ties by lower index); items with no interactions are never head. This
+  is the serving side's own copy of the cut, so serving imports nothing from
+  evaluation; `mmrec.evaluation.metrics.popularity_groups` makes the same cut
+  with `is_cold = popularity == 0` (tests/serving/test_tail.py checks both).
   """
   pop = np.asarray(popularity)
   if pop.ndim != 1 or pop.dtype.kind not in "iu":
@@ -42,7 +44,16 @@ def head_tail_split(popularity: np.ndarray, head_share: float = HEAD_SHARE) -> n
     raise ValueError("popularity holds negative counts")
   if not 0.0 < head_share <= 1.0:
     raise ValueError(f"head_share={head_share} must be in (0, 1]")
-  return popularity_groups(pop, pop == 0, head_share) == HEAD
+  warm = np.flatnonzero(pop > 0)
+  head = np.zeros(len(pop), bool)
+  k = int(head_share * len(warm) + 0.5)
+  if k:  # linear time: every count above the k-th largest, then its ties by lower index
+    counts = pop[warm]
+    kth = np.partition(counts, len(counts) - k)[len(counts) - k]
+    above = warm[counts > kth]
+    head[above] = True
+    head[warm[counts == kth][:k - len(above)]] = True
+  return head
 
 
 def head_cut(popularity: np.ndarray, head_share: float = HEAD_SHARE) -> dict:
@@ -64,7 +75,7 @@ def calibrate(scores: np.ndarray, popularity: np.ndarray, beta: float) -> np.nda
 
 
 def check_knobs(beta: float, tail_balance: float) -> None:
-  if not np.isfinite(beta) or beta < 0:
+  if not math.isfinite(beta) or beta < 0:
     raise ValueError(f"beta={beta} must be a finite number >= 0")
   if not 0.0 <= tail_balance <= 1.0:
     raise ValueError(f"tail_balance={tail_balance} must be in [0, 1]")
@@ -94,7 +105,8 @@ def rerank(scores: np.ndarray, popularity: np.ndarray, is_head: np.ndarray, k: i
     order = np.argsort(-np.where(valid, cal, -np.inf), axis=1, kind="stable")[:, :k]
   else:
     order = _smooth_xquad(cal, valid, np.asarray(is_head, bool), k, float(tail_balance))
-  order = np.pad(order, ((0, 0), (0, max(0, k - order.shape[1]))), constant_values=-1)
+  if order.shape[1] < k:  # fewer candidates than k: pad with empty slots
+    order = np.pad(order, ((0, 0), (0, k - order.shape[1])), constant_values=-1)
   got = np.take_along_axis(cal, np.maximum(order, 0), axis=1)
   picked = np.take_along_axis(valid, np.maximum(order, 0), axis=1) & (order >= 0)
   order = np.where(picked, order, -1).astype(np.int64)

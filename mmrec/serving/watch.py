@@ -1,8 +1,10 @@
 """Holds the served bundle and swaps in a new one when it changes on disk.
 
-The exporter renames a complete bundle into place; the watcher notices (the
-directory's and manifest's inode and mtime change), loads the new bundle fully
-in its thread, and swaps it in with one reference assignment. Requests read
+The exporter switches the bundle path (a symlink) to a complete new version
+directory; the watcher notices (the directory's and manifest's inode and mtime
+change, seen through the link), loads the new bundle fully in its thread, with
+its checksums verified (a reload is a deploy), and swaps it in with one
+reference assignment. Requests read
 `watcher.current` once and finish on that bundle. A bundle that fails to load
 is logged and kept in `reload_error`; the old one keeps serving.
 """
@@ -41,10 +43,10 @@ def _signature(path: pathlib.Path) -> tuple | None:
   return d.st_dev, d.st_ino, m.st_ino, m.st_mtime_ns, m.st_size
 
 
-def _load(path: pathlib.Path) -> Served | None:
+def _load(path: pathlib.Path, verify_checksums: bool) -> Served | None:
   """Loads the bundle at `path`; None when it changed on disk during the load."""
   signature = _signature(path)
-  bundle = load_bundle(path)
+  bundle = load_bundle(path, verify_checksums=verify_checksums)
   if signature is None or _signature(path) != signature:
     return None
   categories: dict[str, list[str]] = {}
@@ -68,15 +70,17 @@ def _keywords(method, forwards_to) -> frozenset:
 class BundleWatcher:
   """Holds the served bundle and reloads it when the directory changes on disk."""
 
-  def __init__(self, path: str | os.PathLike, poll_seconds: float = 2.0):
+  def __init__(self, path: str | os.PathLike, poll_seconds: float = 2.0, *,
+               verify_checksums: bool = True):
     self.path = pathlib.Path(path).absolute()
     self.poll_seconds = poll_seconds
+    self.verify_checksums = verify_checksums  # hash every file at start-up and each reload
     self.reloads = 0
     self.reload_failures = 0
     self.reload_error: dict[str, str] | None = None
     self._failed_signature = None
     for _ in range(5):  # retried only while an export swaps the directory under us
-      self.current = _load(self.path)
+      self.current = _load(self.path, verify_checksums)
       if self.current is not None:
         break
     else:
@@ -90,7 +94,7 @@ class BundleWatcher:
     if signature in (None, self.current.signature, self._failed_signature):
       return False
     try:
-      served = _load(self.path)
+      served = _load(self.path, self.verify_checksums)
     except Exception as e:  # noqa: BLE001 -- any failed load is reported, never fatal
       if _signature(self.path) != signature:
         return False  # swapped again while loading: retry at the next poll

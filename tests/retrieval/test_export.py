@@ -47,7 +47,7 @@ def test_export_layout_and_manifest(tmp_path):
                              model_info={"name": "m", "step": 7}, metadata=meta)
   assert out == (tmp_path / "b").absolute()
   manifest = json.loads((out / "manifest.json").read_text())
-  assert manifest["format_version"] == 2 and manifest["version"] == 1
+  assert manifest["format_version"] == 3 and manifest["version"] == 1
   assert manifest["updated_at"] == manifest["created_at"]
   assert manifest["history"] == [{"version": 1, "action": "export", "at": manifest["created_at"],
                                   "num_items": 300}]
@@ -58,17 +58,21 @@ def test_export_layout_and_manifest(tmp_path):
   assert manifest["distance"] == "dot_product"
   assert manifest["scann"] == {**tuning.scann_params(300, 8), "mode_requested": "auto",
                                "built_num_items": 300, "changed_since_build": 0}
-  assert manifest["recall"]["recall_at_10"] == 1.0 and manifest["recall"]["target_met"]
+  assert manifest["recall"]["recall_at_10"] == 1.0 and manifest["recall"]["estimate"]
+  assert manifest["recall"]["target_met"] is None  # made-up queries: an estimate only
   assert manifest["recall"]["queries"] == "perturbed_items"
   assert manifest["popularity"] == tail.head_cut(pop)
   on_disk = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
   assert sorted(manifest["files"]) == [f for f in on_disk if f != "manifest.json"]
-  assert {"embeddings.npy", "item_ids.npy", "popularity.npy", "metadata.json",
-          "scann/scann_assets.pbtxt"} <= set(manifest["files"])
+  assert {"item_ids.npy", "item_id_order.npy", "popularity.npy", "metadata.json",
+          "scann/scann_assets.pbtxt", "scann/dataset.npy"} <= set(manifest["files"])
+  assert "embeddings.npy" not in manifest["files"]  # the vectors are stored once
   for name, digest in manifest["files"].items():
     assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest
   assert not any(f.endswith(".pkl") for f in on_disk)
-  np.testing.assert_array_equal(np.load(out / "embeddings.npy", allow_pickle=False), emb)
+  np.testing.assert_array_equal(np.load(out / "scann/dataset.npy", allow_pickle=False), emb)
+  order = np.load(out / "item_id_order.npy", allow_pickle=False)
+  np.testing.assert_array_equal(order, np.argsort(ids))
   np.testing.assert_array_equal(np.load(out / "item_ids.npy", allow_pickle=False), ids)
   assert np.load(out / "popularity.npy", allow_pickle=False).dtype == np.int64
   assert json.loads((out / "metadata.json").read_text()) == meta
@@ -95,7 +99,8 @@ def test_tuned_recall_against_brute_force(tmp_path, mode):
                        np.zeros(30_000, np.int64), model_info={}, scann_mode=mode)
   bundle = load_bundle(tmp_path / "b")
   scann, recall = bundle.manifest["scann"], bundle.manifest["recall"]
-  assert scann["mode"] == mode and recall["recall_at_10"] >= 0.95 and recall["target_met"]
+  assert scann["mode"] == mode and recall["recall_at_10"] >= 0.95
+  assert recall["target_met"] is None and recall["estimate"]  # no user-tower queries
   if mode == "tree_ah":
     assert scann["num_leaves"] == 173 and 1 <= scann["num_leaves_to_search"] <= 173
   # Fresh queries from the same mixture, not the tuning queries.
@@ -120,7 +125,13 @@ def test_replace_swaps_bundle_and_leaves_no_temp_dirs(tmp_path):
   _export(tmp_path / "b", seed=1)
   _export(tmp_path / "b", seed=2)
   assert load_bundle(tmp_path / "b").manifest["model"]["step"] == 2
-  assert [p.name for p in tmp_path.iterdir()] == ["b"]
+  assert sorted(p.name for p in tmp_path.iterdir()) == [".b.versions", "b"]
+  # b is a pointer to its version; the previous version is kept for readers still on it
+  versions = sorted(p.name for p in (tmp_path / ".b.versions").iterdir())
+  assert (tmp_path / "b").is_symlink() and len(versions) == 2
+  assert (tmp_path / "b").resolve().name in versions
+  _export(tmp_path / "b", seed=3)
+  assert len(list((tmp_path / ".b.versions").iterdir())) == 2
 
 
 def test_failed_export_keeps_previous_bundle(tmp_path, monkeypatch):

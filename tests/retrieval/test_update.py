@@ -98,7 +98,8 @@ def test_bad_updates_are_refused_and_keep_the_bundle(tmp_path, monkeypatch):
   with pytest.raises(RuntimeError, match="killed"):
     update.add_items(path, _unit(np.random.default_rng(1), 100), [f"n{i}" for i in range(100)])
   assert (path / "manifest.json").read_text() == before
-  assert [p.name for p in tmp_path.iterdir()] == ["b"]
+  assert sorted(p.name for p in tmp_path.iterdir()) == [".b.versions", "b"]
+  assert [p.name for p in (tmp_path / ".b.versions").iterdir()] == [path.resolve().name]
   assert update.remove_items(path, ["sku-1", "nope"], ignore_missing=True)["missing"] == 1
 
 

@@ -20,6 +20,7 @@ import httpx
 import numpy as np
 import pytest
 import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
 
 from mmrec.retrieval.export import export_bundle
 from mmrec.serving import load_bundle
@@ -229,7 +230,9 @@ def test_healthz_openapi_and_metrics(client, bundle_dir):
   assert count(after.text, route, 404) - count(before, route, 404) == 1
   labels = f'method="GET",route="{route}"'
   total = re.search(rf"duration_seconds_count\{{{labels}\}} (\d+)", after.text).group(1)
-  inf = re.search(rf'duration_seconds_bucket\{{{labels},le="\+Inf"\}} (\d+)', after.text).group(1)
+  inf = next(s.value for f in text_string_to_metric_families(after.text) for s in f.samples
+             if s.name.endswith("duration_seconds_bucket") and s.labels.get("le") == "+Inf"
+             and s.labels.get("route") == route and s.labels.get("method") == "GET")
   answered = re.findall(rf"requests_total\{{{labels},status=\"\d+\"\}} (\d+)", after.text)
   assert int(total) == int(inf) == sum(map(int, answered))
   assert 'status="5' not in after.text  # no request in this module got a 500
@@ -276,7 +279,7 @@ def test_hot_reload_swaps_bundles_without_dropping_requests(tmp_path):
   # A corrupt bundle swapped in is refused and reported; the good one keeps serving.
   broken = tmp_path / "broken"
   shutil.copytree(path, broken)
-  with open(broken / "embeddings.npy", "r+b") as f:
+  with open(broken / "scann" / "dataset.npy", "r+b") as f:
     f.seek(-1, os.SEEK_END)
     f.write(b"\x7f")
   os.rename(path, tmp_path / "aside")

@@ -111,3 +111,21 @@ def test_defaults_and_bad_knobs():
     tail.rerank(np.zeros((1, 3)), np.zeros((1, 3), int), np.zeros((1, 3), bool), 2, beta=-1)
   with pytest.raises(ValueError, match="tail_balance=1.5"):
     tail.check_knobs(0.0, 1.5)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_serving_cut_matches_evaluation_groups(seed):
+  from mmrec.evaluation.metrics import HEAD, popularity_groups
+  pop = (np.random.default_rng(seed).pareto(1.1, 500) * 2).astype(np.int64)
+  for share in (0.1, 0.2, 0.5, 1.0):
+    np.testing.assert_array_equal(tail.head_tail_split(pop, share),
+                                  popularity_groups(pop, pop == 0, share) == HEAD)
+
+
+def test_serving_imports_nothing_from_evaluation():
+  import subprocess
+  import sys
+  code = ("import sys, mmrec.serving, mmrec.serving.tail; "
+          "bad = [m for m in sys.modules if m.startswith(('mmrec.evaluation', 'jax', 'flax'))]; "
+          "assert not bad, bad")
+  subprocess.run([sys.executable, "-c", code], check=True)
