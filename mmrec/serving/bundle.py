@@ -52,13 +52,14 @@ def load_bundle(path: str | os.PathLike, *, verify_checksums: bool = False,
   manifest = read_manifest(root)
   check_files(root, manifest["files"], verify_checksums)
   n = manifest["num_items"]
+  counted = f"manifest.json's num_items={n}"
   assets = scann_assets.read_assets(root, manifest["files"])
   scann_assets.check_assets(root, assets, manifest)
   embeddings = load_vectors(root, manifest, mmap)
-  item_ids = load_array(root, "item_ids.npy", np.str_, (n,), manifest)
-  order = load_array(root, "item_id_order.npy", np.int64, (n,), manifest)
+  item_ids = load_array(root, "item_ids.npy", np.str_, (n,), counted)
+  order = load_array(root, "item_id_order.npy", np.int64, (n,), counted)
   check_item_ids(root, item_ids, order)
-  popularity = load_array(root, "popularity.npy", np.int64, (n,), manifest)
+  popularity = load_array(root, "popularity.npy", np.int64, (n,), counted)
   if (popularity < 0).any():
     raise BundleError(f"{root}/popularity.npy: negative counts")
   cut = manifest["popularity"]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mmrec.serving.format import BundleError
+from mmrec.serving.format import BundleError, load_array
 
 if TYPE_CHECKING:
   from mmrec.serving.bundle import Bundle
@@ -249,16 +249,8 @@ def _array(path: pathlib.Path, spec: dict, key: str, dtype, shape) -> np.ndarray
   if not isinstance(name, str):
     raise BundleError(f"{path}/manifest.json: explain field {key!r} must name a file, "
                       f"got {name!r}")
-  file = path / name
-  try:
-    array = np.load(file, allow_pickle=False)
-  except (ValueError, OSError, EOFError) as e:
-    raise BundleError(f"{file}: not a readable .npy without pickle: {e}") from e
-  if not np.issubdtype(array.dtype, dtype):
-    raise BundleError(f"{file}: dtype {array.dtype}, expected {np.dtype(dtype).name}")
-  if shape is not None and array.shape != shape:
-    raise BundleError(f"{file}: shape {array.shape}, expected {shape} (from the bundle's "
-                      "dimension and the explain items file)")
+  array = load_array(path, name, dtype, shape,
+                     "from the bundle's dimension and the explain items file")
   if array.dtype.kind == "f" and not np.isfinite(array).all():
-    raise BundleError(f"{file}: holds NaN or inf")
+    raise BundleError(f"{path / name}: holds NaN or inf")
   return array

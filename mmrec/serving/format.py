@@ -202,7 +202,10 @@ def _looks_pickled(file: pathlib.Path) -> bool:
     return f.read(1) == b"."
 
 
-def load_array(path: pathlib.Path, name: str, dtype, shape: tuple, manifest: dict) -> np.ndarray:
+def load_array(path: pathlib.Path, name: str, dtype, shape: tuple | None,
+               shape_from: str = "") -> np.ndarray:
+  """`path/name` as a .npy of `dtype` (never unpickled) and, unless None, of `shape`,
+  which `shape_from` says where it comes from in the refusal."""
   file = path / name
   try:
     array = np.load(file, allow_pickle=False)
@@ -210,10 +213,8 @@ def load_array(path: pathlib.Path, name: str, dtype, shape: tuple, manifest: dic
     raise BundleError(f"{file}: not a readable .npy without pickle: {e}") from e
   if not np.issubdtype(array.dtype, dtype):
     raise BundleError(f"{file}: dtype {array.dtype}, expected {np.dtype(dtype).name}")
-  if array.shape != shape:
-    raise BundleError(
-        f"{file}: shape {array.shape} disagrees with manifest.json "
-        f"(num_items={manifest['num_items']}, dimension={manifest['dimension']})")
+  if shape is not None and array.shape != shape:
+    raise BundleError(f"{file}: shape {array.shape}, expected {shape} ({shape_from})")
   return array
 
 

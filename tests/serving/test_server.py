@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import re
 import shutil
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 
@@ -25,6 +25,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from mmrec.retrieval.export import export_bundle
 from mmrec.serving import load_bundle
 from mmrec.serving import server as server_lib
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))  # --import-mode=importlib adds none
+import without_jax  # noqa: E402
 
 N, D = 200, 8
 CATEGORIES = ("dress", "shoe", "bag")
@@ -296,16 +299,7 @@ def test_hot_reload_swaps_bundles_without_dropping_requests(tmp_path):
   server.close()
 
 
-_CLI_WITHOUT_JAX = textwrap.dedent("""
-    import importlib.abc, sys
-    BLOCKED = {"jax", "jaxlib", "flax", "tensorflow", "tensorflow_datasets", "orbax"}
-
-    class Block(importlib.abc.MetaPathFinder):
-      def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
-          raise ModuleNotFoundError(f"blocked for this test: {name}", name=name)
-
-    sys.meta_path.insert(0, Block())
+_CLI_WITHOUT_JAX = without_jax.script("""
     from mmrec import cli
     cli.main(["mmrec", "serve", *sys.argv[1:]])
 """)
