@@ -63,7 +63,7 @@ class TokenBag(nnx.Module):
       return masked_mean(self.tokens(tokens), valid)
     # The same mean as one matmul of the [N, vocab] bag weights with the table: its
     # gradient is a matmul too, where a gather's is a scatter-add (slow on CPU).
-    weights = valid / jnp.maximum(valid.sum(1, keepdims=True), 1)
+    weights = (valid / jnp.maximum(valid.sum(1, keepdims=True), 1)).astype(table.dtype)
     rows = jnp.broadcast_to(jnp.arange(tokens.shape[0])[:, None], tokens.shape)
     bag = jnp.zeros((tokens.shape[0], table.shape[0]), table.dtype).at[rows, tokens].add(weights)
     return bag @ table
@@ -189,7 +189,8 @@ class ProfileTower(nnx.Module):
     scatter-add, slow on CPU)."""
     b, n = history.shape[0], catalog.shape[0]
     rows = jnp.broadcast_to(jnp.arange(b)[:, None], history.shape)
-    counts = jnp.zeros((b, n), catalog.dtype).at[rows, history].add(history_mask)
+    counts = jnp.zeros((b, n), catalog.dtype).at[rows, history].add(
+        history_mask.astype(catalog.dtype))
     id_sum = counts @ self.ids.table.embedding[...][:n]  # exact: row j is item j
     return self.from_sums(id_sum, counts @ catalog, counts.sum(1, keepdims=True))
 
