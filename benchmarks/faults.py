@@ -22,7 +22,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 SOURCES = {  # area -> the test-side module that plants and checks its faults
     "importer": "tests/data/importers/fault_corpus.py",
-    "checkpoint": "tests/checkpoint_faults_lib.py",
+    "checkpoint": "tests/training/checkpoint_faults_lib.py",
     "bundle": "tests/serving/tamper.py",
 }
 

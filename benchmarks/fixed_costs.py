@@ -1,5 +1,5 @@
 """Fixed costs of the commands on the tiny shop, cold and warm: `mmrec evaluate`,
-`mmrec export` and `mmrec.load(workdir)` (`train.restore` before mmrec.load existed).
+`mmrec export` and `mmrec.load(workdir)` (`train_lib.restore` before mmrec.load existed).
 
     .venv/bin/python benchmarks/fixed_costs.py                      # this checkout
     git archive OLD | tar -x -C /tmp/old                            # a checkout to compare
@@ -35,7 +35,7 @@ LOAD = r"""
 import json, pathlib, sys, time
 start = time.perf_counter()
 import mmrec
-import mmrec.evaluation.evaluate, mmrec.train  # jax, flax, orbax, grain: the imports
+import mmrec.evaluation.evaluate, mmrec.training.two_tower  # jax, flax, orbax, grain: the imports
 imported = time.perf_counter()
 workdir = sys.argv[1]
 if (pathlib.Path(mmrec.__file__).parent / "api.py").exists():  # this version's own tree
@@ -44,12 +44,12 @@ if (pathlib.Path(mmrec.__file__).parent / "api.py").exists():  # this version's 
   model.item_embeddings()
   how = "mmrec.load"
 else:  # before mmrec.load: the restore the notebooks called
-  from mmrec import train
-  from mmrec.cli import _tuples
+  from mmrec.cli.common import tuples
+  from mmrec.training import two_tower as train_lib
   import ml_collections
-  config = ml_collections.ConfigDict(_tuples(json.load(open(f"{workdir}/config.json"))))
-  train.restore(workdir, config)
-  how = "train.restore"
+  config = ml_collections.ConfigDict(tuples(json.load(open(f"{workdir}/config.json"))))
+  train_lib.restore(workdir, config)
+  how = "train_lib.restore"
 print("RESULT", json.dumps({"how": how, "import_s": imported - start,
                             "call_s": time.perf_counter() - imported}))
 """

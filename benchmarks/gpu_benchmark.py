@@ -3,7 +3,7 @@
   .venv/bin/python benchmarks/gpu_benchmark.py [--size base] [--batch 4096] [--seconds 60]
 
 On a GPU: bf16 compute, the `base` towers (mmrec/configs/tpu.py), random
-batches (no dataset), the real train step (mmrec.train_step) over all local
+batches (no dataset), the real train step (mmrec.training.step) over all local
 GPUs (fsdp mesh). It times steps for at most `--seconds` after compiling and
 writes benchmarks/results/gpu_benchmark.json. On a CPU it runs the `tiny`
 towers for a few steps and says so: the numbers then only show that it runs.
@@ -22,11 +22,12 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from mmrec import parallel
 from mmrec.configs import tpu
 from mmrec.models.towers import TwoTower
-from mmrec.train import make_optimizer, two_tower_loss
-from mmrec.train_step import make_train_step
+from mmrec.training import mesh as mesh_lib
+from mmrec.training.objective import two_tower_loss
+from mmrec.training.optim import make_optimizer
+from mmrec.training.step import make_train_step
 
 # Dense bf16 peak FLOP/s per device (vendor datasheets, without sparsity).
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
@@ -64,18 +65,18 @@ def main() -> None:
   config.train.compute_dtype = "float32" if on_cpu else "bfloat16"
   config.mesh.update(data=1, fsdp=-1, model=1)
   num_items = config.compile.num_items
-  mesh = parallel.make_mesh(config.mesh)
+  mesh = mesh_lib.make_mesh(config.mesh)
 
   model = TwoTower(config.model, num_items=num_items, vocab_size=config.data.vocab_size,
                    max_text_len=config.data.max_text_len, history_len=config.data.history_len,
                    rngs=nnx.Rngs(0))
   optimizer = nnx.Optimizer(model, make_optimizer(config.train), wrt=nnx.Param)
   graphdef, state = nnx.split((model, optimizer))
-  shardings = parallel.state_shardings(state, mesh, config.sharding)
+  shardings = mesh_lib.state_shardings(state, mesh, config.sharding)
   state = jax.device_put(state, shardings)
   del model, optimizer
   step = make_train_step(graphdef, two_tower_loss(config), config, mesh, shardings)
-  batches = [parallel.shard_batch(random_batch(config, num_items, s), mesh) for s in range(4)]
+  batches = [mesh_lib.shard_batch(random_batch(config, num_items, s), mesh) for s in range(4)]
   key = jax.random.key(0)
 
   start = time.perf_counter()

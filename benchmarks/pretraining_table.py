@@ -30,9 +30,11 @@ import json
 import pathlib
 import time
 
-from mmrec import jobs, pretrain, train as train_lib
+from mmrec import jobs
 from mmrec.configs import pretrain as pretrain_configs, two_tower
 from mmrec.evaluation import probe as probe_lib
+from mmrec.training import pretrain
+from mmrec.training import two_tower as train_lib
 
 ROWS = ("random", "text_mlm", "image_contrastive", "image_text", "all", "minilm", "minilm_finetune",
         "minilm_finetune_low_lr")

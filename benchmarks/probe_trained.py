@@ -15,8 +15,8 @@ import pathlib
 
 from pretraining_table import ATTRIBUTES, RESULTS, ROWS, two_tower_config
 
-from mmrec import train as train_lib
 from mmrec.evaluation import probe as probe_lib
+from mmrec.training import two_tower as train_lib
 
 
 def probe_row(row: str, workdir: pathlib.Path) -> list[dict]:

@@ -158,7 +158,7 @@ def check_supported(config: ml_collections.ConfigDict) -> None:
 
 
 class TwoTowerLoss(nn.Module):
-  """mmrec.train.two_tower_loss's profile objective: the whole catalog through the item
+  """mmrec.training.objective.two_tower_loss's profile objective: the whole catalog through the item
   tower (ID dropout on warm items), the users from their history items' embeddings
   (with gradient), a full softmax over warm items for the held-out targets."""
 
@@ -200,7 +200,7 @@ def warmup_cosine(cfg: ml_collections.ConfigDict, step: int) -> float:
 
 
 class TrainStep:
-  """One step as mmrec.train_step does it: loss, backward, clip the global gradient norm
+  """One step as mmrec.training.step does it: loss, backward, clip the global gradient norm
   to train.grad_clip, AdamW (optax's defaults: b1 0.9, b2 0.999, eps 1e-8) at the
   warm-up/cosine learning rate. Frozen parameters get no update and no optimizer state."""
 

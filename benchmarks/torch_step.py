@@ -8,7 +8,7 @@ through the item tower every step, a full softmax over warm items):
 - shop_small: mmrec/configs/two_tower.py:small, 5,000 items, cached (frozen) image features.
 The batch is synthetic, shaped like each dataset (profile and token lengths near
 the real ones), built by the repo's own pipeline.profile_batches; the JAX step is
-mmrec.train_step.make_train_step with mmrec.train's loss and optimizer, as `fit`
+mmrec.training.step.make_train_step with mmrec.training's loss and optimizer, as `fit`
 runs it. The PyTorch side (benchmarks/torch_port.py) starts from the JAX model's
 weights; both run the same batch, and the script asserts equal parameter counts
 and that a few steps give the same losses. Then A and B are timed in interleaved
@@ -40,13 +40,14 @@ from flax import nnx
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import torch_port  # noqa: E402  (benchmarks/ is not a package)
 
-from mmrec import parallel  # noqa: E402
-from mmrec import train as train_lib  # noqa: E402
 from mmrec.configs import movielens, two_tower  # noqa: E402
 from mmrec.data.pipeline import UserHistories, profile_batches  # noqa: E402
 from mmrec.data.schema import Interactions  # noqa: E402
 from mmrec.models.towers import TwoTower  # noqa: E402
-from mmrec.train_step import make_train_step  # noqa: E402
+from mmrec.training import mesh as mesh_lib  # noqa: E402
+from mmrec.training import objective as objective_lib  # noqa: E402
+from mmrec.training.optim import make_optimizer  # noqa: E402
+from mmrec.training.step import make_train_step  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 # Synthetic data shaped like each dataset: ml-100k's train profiles have median 53 and
@@ -91,7 +92,7 @@ def synthetic_data(config: ml_collections.ConfigDict, setup: dict, seed: int = 0
 
 
 class JaxSide:
-  """The repo's train step, set up as mmrec.train.fit sets it up."""
+  """The repo's train step, set up as mmrec.training.loop.fit sets it up."""
 
   def __init__(self, config: ml_collections.ConfigDict, catalog: dict, batch: dict):
     self.config = config
@@ -103,21 +104,21 @@ class JaxSide:
     self.params = jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(params))[0]
     self.params = [(path, np.array(v)) for path, v in self.params]  # copies: state is donated
     self.num_params = sum(v.size for _, v in self.params)
-    mesh = parallel.make_mesh(config.mesh)
-    optimizer = nnx.Optimizer(model, train_lib.make_optimizer(config.train), wrt=nnx.Param)
+    mesh = mesh_lib.make_mesh(config.mesh)
+    optimizer = nnx.Optimizer(model, make_optimizer(config.train), wrt=nnx.Param)
     graphdef, state = nnx.split((model, optimizer))
-    sharding = parallel.state_shardings(state, mesh, config.get("sharding"))
+    sharding = mesh_lib.state_shardings(state, mesh, config.get("sharding"))
     self.state = jax.device_put(state, sharding)
-    loss = train_lib.two_tower_loss(config, num_warm=int(catalog["warm"].sum()))
+    loss = objective_lib.two_tower_loss(config, num_warm=int(catalog["warm"].sum()))
     self.train_step = make_train_step(graphdef, loss, config, mesh, sharding)
-    self.batch = parallel.shard_batch(batch, mesh)
-    self.batch["catalog"] = jax.device_put(catalog, parallel.replicated(mesh))
+    self.batch = mesh_lib.shard_batch(batch, mesh)
+    self.batch["catalog"] = jax.device_put(catalog, mesh_lib.replicated(mesh))
     self.key, self.step = jax.random.key(config.seed), 0
 
   def id_keep(self, step: int, warm: np.ndarray) -> np.ndarray:
     """The ID-dropout mask the loss draws at `step` (train_step passes fit's key on)."""
     key = jax.random.fold_in(self.key, step)
-    return np.asarray(train_lib._id_keep(key, warm, self.config.model.id_dropout))
+    return np.asarray(objective_lib._id_keep(key, warm, self.config.model.id_dropout))
 
   def compile(self) -> float:
     start = time.perf_counter()

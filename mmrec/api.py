@@ -58,11 +58,12 @@ def load(workdir: str | pathlib.Path, config: ml_collections.ConfigDict | None =
   `config`: instead of WORKDIR/config.json. `compilation_cache`: turn on JAX's persistent
   compilation cache (mmrec.jax_cache), so that a second session compiles nothing.
   """
-  from mmrec import jax_cache, train
+  from mmrec import jax_cache
+  from mmrec.training import two_tower as train_lib
   if compilation_cache:
     jax_cache.enable()
   config = read_config(workdir) if config is None else config
-  return Model(train.restore(workdir, config), config, pathlib.Path(workdir))
+  return Model(train_lib.restore(workdir, config), config, pathlib.Path(workdir))
 
 
 class Model:
@@ -87,7 +88,7 @@ class Model:
   def item_embeddings(self) -> np.ndarray:
     """float32 [N, D] of the catalog, by item index (computed on first use, then kept)."""
     if self._item_emb is None:
-      from mmrec.evaluation.evaluate import item_embeddings
+      from mmrec.training.embed import item_embeddings
       self._item_emb = item_embeddings(self.trained.model, self.trained.items)
       self.trained.model.item_cache[...] = self._item_emb  # the user tower reads it
     return self._item_emb
@@ -105,7 +106,7 @@ class Model:
     the last `data.history_len` count)."""
     from mmrec.data.pipeline import UserHistories
     from mmrec.data.schema import Interactions
-    from mmrec.evaluation.evaluate import user_embeddings
+    from mmrec.training.embed import user_embeddings
     items = self.indices(history)
     self.item_embeddings()
     n = len(items)

@@ -14,13 +14,15 @@ import time
 import ml_collections
 import numpy as np
 
-from mmrec import jobs, train as train_lib
+from mmrec import jobs
 from mmrec.configs.two_tower import with_variant
 from mmrec.data import sources
 from mmrec.data.pipeline import UserHistories
 from mmrec.files import write_text_atomic
 from mmrec.evaluation import evaluate as eval_lib
 from mmrec.serving import load_bundle
+from mmrec.training import embed as embed_lib
+from mmrec.training import two_tower as train_lib
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, dict]:
@@ -65,7 +67,7 @@ def show_queries(trained: train_lib.Trained, config: ml_collections.ConfigDict,
   seen = eval_lib.items_by_user(seen_rows, data.num_users)
   users = np.random.default_rng(0).choice(data.num_users, num_users, replace=False)
   histories = UserHistories(seen_rows, config.data.history_len)
-  queries = eval_lib.user_embeddings(trained.model, histories, users)
+  queries = embed_lib.user_embeddings(trained.model, histories, users)
   ids = data.catalog.item_id
   ranked, _ = bundle.search(queries, k, exclude=[[str(ids[i]) for i in seen[u]] for u in users])
   titles = {str(i): str(t) for i, t in zip(ids, data.catalog.title)}

@@ -288,7 +288,7 @@ def beta_sweep(model: Model, users: Sequence[int], histories: Sequence[np.ndarra
 
 
 def load_model(config, model_dir, seen) -> tuple[Model, object]:
-  """The two-tower of `model_dir` as a `Model` and its `mmrec.train.Trained`.
+  """The two-tower of `model_dir` as a `Model` and its `mmrec.training.two_tower.Trained`.
 
   Trains to `config.train.steps` (resuming; a finished run is only read back), exports the bundle
   to `model_dir/bundle` when missing, and embeds every user with the user tower from
@@ -298,14 +298,14 @@ def load_model(config, model_dir, seen) -> tuple[Model, object]:
 
   from mmrec import jobs
   from mmrec.data.pipeline import UserHistories
-  from mmrec.evaluation import evaluate as eval_lib
   from mmrec.serving import load_bundle
+  from mmrec.training import embed as embed_lib
 
   model_dir = pathlib.Path(model_dir)
   trained = jobs.train(config, model_dir)  # resumes: a finished run is only read back
   if not (model_dir / "bundle" / "manifest.json").exists():
     jobs.export(trained, config, model_dir / "bundle")
-  _, vectors = eval_lib.embeddings(trained.model, trained.items,
-                                   UserHistories(seen, config.data.history_len),
-                                   np.arange(trained.data.num_users))
+  _, vectors = embed_lib.embeddings(trained.model, trained.items,
+                                    UserHistories(seen, config.data.history_len),
+                                    np.arange(trained.data.num_users))
   return Model(load_bundle(model_dir / "bundle"), vectors), trained

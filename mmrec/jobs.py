@@ -9,7 +9,6 @@ import pathlib
 import ml_collections
 import numpy as np
 
-from mmrec import train as train_lib
 from mmrec.data import sources
 from mmrec.data.pipeline import UserHistories
 from mmrec.data.schema import RecDataset
@@ -20,6 +19,8 @@ from mmrec.retrieval.export import export_bundle
 from mmrec.retrieval.explain import export_explanations
 from mmrec.retrieval.user_tower import export_user_tower
 from mmrec.serving import tail
+from mmrec.training import embed as embed_lib
+from mmrec.training import two_tower as train_lib
 
 
 def config_digest(config: ml_collections.ConfigDict) -> str:
@@ -44,7 +45,7 @@ def validation(config: ml_collections.ConfigDict) -> train_lib.Validate:
 
 def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
           on_log=None, data: RecDataset | None = None) -> train_lib.Trained:
-  """`mmrec.train.train`, validated on the valid split for early stopping. `data`: the
+  """`mmrec.training.two_tower.train`, validated on the valid split for early stopping. `data`: the
   dataset, when the caller has loaded it already (else it is loaded from disk)."""
   return train_lib.train(config, workdir, on_log, validate=validation(config), data=data)
 
@@ -74,7 +75,7 @@ def export(trained: train_lib.Trained, config: ml_collections.ConfigDict,
   # ScaNN is tuned on real queries: user-tower outputs of up to 500 users (seeded sample).
   users = np.sort(np.random.default_rng(config.seed).permutation(data.num_users)[:500])
   histories = UserHistories(eval_lib.seen_interactions(data, split), config.data.history_len)
-  embeddings, queries = eval_lib.embeddings(trained.model, trained.items, histories, users)
+  embeddings, queries = embed_lib.embeddings(trained.model, trained.items, histories, users)
   model_info = {"name": config.name, "checkpoint_step": trained.step,
                 "default_beta": float(config.eval.get("beta", 0.0)),  # chosen on valid
                 "config_digest": config_digest(config), "dataset": trained.data.meta.get("name", "")}

@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 02 · Self-supervised pretraining of the item encoders
 #
-# A short run of `mmrec.pretrain`: masked-token prediction on the product text,
+# A short run of `mmrec.training.pretrain`: masked-token prediction on the product text,
 # contrastive learning between two augmented views of each photo, and a sigmoid
 # image–text loss, together. Then what the encoders learned: a 2-D projection of the
 # item embeddings coloured by category and by colour, a linear probe of the item
@@ -46,10 +46,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import display
 
-from mmrec import pretrain as pretrain_lib, viz
+from mmrec import viz
 from mmrec.configs import pretrain as pretrain_config
-from mmrec.data import shop_vocab
+from mmrec.data.shop import vocab as shop_vocab
 from mmrec.evaluation import probe
+from mmrec.training import pretrain as pretrain_lib
 
 config = pretrain_config.get_config(f"{SIZE},{OBJECTIVE}")
 config.data.data_dir = str(WORKDIR / "data")

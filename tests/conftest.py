@@ -29,11 +29,11 @@ def tiny_config(tiny_data_dir):
 def tiny_workdir(tiny_data_dir, tmp_path_factory):
   """A WORKDIR with a tiny two-tower trained for 20 steps (config.json, checkpoints), for
   commands that reuse a trained model; tests must not change its config or checkpoints."""
-  from mmrec import train
+  from mmrec.training import two_tower as train_lib
   workdir = tmp_path_factory.mktemp("tiny_workdir")
   cfg = two_tower.get_config("tiny")
   cfg.data.data_dir = str(tiny_data_dir)
   cfg.train.steps = 20
   cfg.train.checkpoint_every = 10
-  train.train(cfg, workdir)
+  train_lib.train(cfg, workdir)
   return workdir

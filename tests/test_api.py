@@ -13,6 +13,7 @@ import mmrec
 from mmrec import jobs
 from mmrec.data.pipeline import UserHistories
 from mmrec.evaluation import evaluate as eval_lib
+from mmrec.training import embed as embed_lib
 
 
 @pytest.fixture(scope="module")
@@ -113,10 +114,10 @@ def test_later_calls_compile_nothing(model):
   """Scorers, top-k and embeddings are module-level jits: a second build reuses them."""
   model.evaluate()
   model.recommend(history_of(model, 2), k=5)
-  sizes = (eval_lib._apply._cache_size(), eval_lib._masked_top_k._cache_size())
+  sizes = (embed_lib._apply._cache_size(), eval_lib._masked_top_k._cache_size())
   model.evaluate()
   model.recommend(history_of(model, 4), k=5)
-  assert (eval_lib._apply._cache_size(), eval_lib._masked_top_k._cache_size()) == sizes
+  assert (embed_lib._apply._cache_size(), eval_lib._masked_top_k._cache_size()) == sizes
 
 
 def test_import_mmrec_stays_light():

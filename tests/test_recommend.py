@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from mmrec import jobs
-from mmrec import train as train_lib
 from mmrec.configs import two_tower
 from mmrec.evaluation import evaluate as eval_lib
+from mmrec.training import two_tower as train_lib
 
 
 def mmrec(*args):

@@ -23,7 +23,7 @@ ONE = """
 import dataclasses, importlib.util, json, sys
 import jax
 jax.config.update("jax_platforms", "cpu")
-from mmrec import compile as aot
+from mmrec.training import compile as aot
 path, _, arg = sys.argv[1].partition(":")
 spec = importlib.util.spec_from_file_location("tpu_config", path)
 module = importlib.util.module_from_spec(spec)
@@ -57,7 +57,7 @@ def main() -> None:
   args = parser.parse_args()
   configs = args.configs or sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("tpu_configs/*.py"))
   sys.path.insert(0, str(ROOT))
-  from mmrec.compile import MARKDOWN_HEADER, Report, markdown_row
+  from mmrec.training.compile import MARKDOWN_HEADER, Report, markdown_row
   results = []
   print(MARKDOWN_HEADER)
   for config in configs:

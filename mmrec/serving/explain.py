@@ -5,6 +5,8 @@ History methods, chosen as `Bundle.search_by_history` chooses its query:
 - "linear_profile" (exact): the bundle holds the linear profile tower in closed
   form (manifest `explain.user_tower`); user = normalize(sum_h g_h / sqrt(n) + prior),
   so a score u . v is sum_h (g_h . v) / (sqrt(n) |u_raw|) + prior . v / |u_raw|.
+  With `item_bias` the user has one more coordinate, 1, and the item's last
+  coordinate, its learned bias, is one more exact term of the score.
 - "pooled" (exact): no user tower; the query is the normalised mean of the history.
 - "leave_one_out" (approximate): any other exported tower (needs jax); a history
   item's contribution is the score minus the score without it.
@@ -46,15 +48,16 @@ class LinearProfileTower:
     self.history_len = _positive_int(path, "explain.user_tower.history_len",
                                      description.get("history_len"))
     self.normalize = bool(description.get("normalize", True))
-    m = len(model_index)
-    self.item = _array(path, description, "item_file", np.float32, (m + 1, dimension))
-    self.map = _array(path, description, "map_file", np.float32, (dimension, dimension))
-    self.prior = _array(path, description, "prior_file", np.float32, (dimension,))
+    self.bias = bool(description.get("item_bias", False))  # user = [normalised raw, 1]
+    m, d = len(model_index), dimension - self.bias
+    self.item = _array(path, description, "item_file", np.float32, (m + 1, d))
+    self.map = _array(path, description, "map_file", np.float32, (dimension, d))
+    self.prior = _array(path, description, "prior_file", np.float32, (d,))
     self._model_index, self._unseen = model_index, m
 
   def history_vectors(self, ids: Sequence[str], rows: np.ndarray, embeddings: np.ndarray
                       ) -> np.ndarray:
-    """float64 [n, D]: each history item's vector g_h (before the 1/sqrt(n) scale)."""
+    """float64 [n, D'] (D' = D - item_bias): each history item's g_h (before 1/sqrt(n))."""
     index = [self._model_index.get(i, self._unseen) for i in ids]
     return (self.item[index].astype(np.float64)
             + embeddings[rows].astype(np.float64) @ self.map.astype(np.float64))
@@ -69,13 +72,13 @@ class LinearProfileTower:
   def embed(self, histories: Sequence[Sequence[str]], rows_of, embeddings: np.ndarray
             ) -> np.ndarray:
     """float32 [Q, D] user embeddings, as the exported user tower computes them."""
-    out = np.zeros((len(histories), embeddings.shape[1]), np.float32)
+    out = np.ones((len(histories), embeddings.shape[1]), np.float32)  # bias coordinate: 1
     for q, ids in enumerate(histories):
       ids = list(ids)[-self.history_len:]
       vectors = self.history_vectors(ids, rows_of(ids), embeddings) if ids else np.zeros(
-          (0, embeddings.shape[1]))
+          (0, len(self.prior)))
       raw = self.raw_user(vectors)
-      out[q] = raw / self.scale(raw)
+      out[q, :len(raw)] = raw / self.scale(raw)
     return out
 
 
@@ -139,8 +142,10 @@ def explain_history(bundle: "Bundle", history_ids: Sequence[str], item_ids: Sequ
   (the `top` contributing history items, best first: id, contribution, share =
   contribution / sum of |contributions|), `other_history` (the contributions
   left out of `top`), `prior` (the tower's empty-profile term; 0 without one),
-  `popularity` (-beta ln(1 + popularity)) and `modalities` (or None). With an
-  exact method, sum(history) + other_history + prior + popularity = score.
+  `item_bias` (the item's learned bias, with a linear tower of a model with
+  `item_bias`; else 0), `popularity` (-beta ln(1 + popularity)) and `modalities`
+  (or None). With an exact method,
+  sum(history) + other_history + prior + item_bias + popularity = score.
   """
   if isinstance(history_ids, str) or not len(history_ids):
     raise ValueError("history_ids must be a non-empty list of item ids")
@@ -149,17 +154,16 @@ def explain_history(bundle: "Bundle", history_ids: Sequence[str], item_ids: Sequ
   targets = bundle.embeddings[rows].astype(np.float64)  # [K, D]
   use_tower = bundle.has_user_tower if user_tower is None else user_tower
   ex = explainer(bundle)
+  prior = bias = np.zeros(len(rows))
   if use_tower and ex.tower is not None:
-    method, query, ids, contrib, prior = "linear_profile", *_linear(bundle, ex.tower,
-                                                                     history_ids, targets)
+    method, query, ids, contrib, prior, bias = "linear_profile", *_linear(
+        bundle, ex.tower, history_ids, targets)
   elif use_tower:
     method, query, ids, contrib = "leave_one_out", *_leave_one_out(bundle, history_ids, targets)
-    prior = np.zeros(len(rows))
   else:
     method, query, ids, contrib = "pooled", *_pooled(bundle, history_ids, targets)
-    prior = np.zeros(len(rows))
-  return [_explanation(bundle, ex, method, row, query, ids, contrib[:, k], prior[k], beta, top)
-          for k, row in enumerate(rows.tolist())]
+  return [_explanation(bundle, ex, method, row, query, ids, contrib[:, k], prior[k], beta, top,
+                       bias[k]) for k, row in enumerate(rows.tolist())]
 
 
 def explain_query(bundle: "Bundle", query: np.ndarray, item_ids: Sequence[str], *,
@@ -167,7 +171,7 @@ def explain_query(bundle: "Bundle", query: np.ndarray, item_ids: Sequence[str], 
   """Explanations of items found for a query embedding: score, popularity, modalities."""
   rows = bundle.index_of(item_ids) if len(item_ids) else np.zeros(0, np.int64)
   q = np.asarray(query, np.float64).reshape(-1)
-  ex, history_keys = explainer(bundle), ("history", "other_history", "prior")
+  ex, history_keys = explainer(bundle), ("history", "other_history", "prior", "item_bias")
   out = []
   for row in rows.tolist():
     found = _explanation(bundle, ex, "query", row, q, [], np.zeros(0), 0.0, beta, 0)
@@ -192,10 +196,12 @@ def _linear(bundle, tower, history_ids, targets):
   ids = history_ids[-tower.history_len:]
   vectors = tower.history_vectors(ids, bundle.index_of(ids), bundle.embeddings)
   raw = tower.raw_user(vectors)
-  scale = tower.scale(raw)
-  per_position = vectors @ targets.T / (np.sqrt(len(ids)) * scale)  # [n, K]
-  prior = tower.prior.astype(np.float64) @ targets.T / scale
-  return (raw / scale, *_by_id(ids, per_position), prior)
+  scale, d = tower.scale(raw), len(raw)  # d: the user's coordinates before the bias one
+  per_position = vectors @ targets[:, :d].T / (np.sqrt(len(ids)) * scale)  # [n, K]
+  prior = tower.prior.astype(np.float64) @ targets[:, :d].T / scale
+  bias = targets[:, d] if tower.bias else np.zeros(len(targets))
+  query = np.concatenate([raw / scale, [1.0]]) if tower.bias else raw / scale
+  return (query, *_by_id(ids, per_position), prior, bias)
 
 
 def _pooled(bundle, history_ids, targets):
@@ -217,7 +223,7 @@ def _leave_one_out(bundle, history_ids, targets):
   return users[0], ids, scores[0][None] - scores[1:]
 
 
-def _explanation(bundle, ex, method, row, query, ids, contrib, prior, beta, top):
+def _explanation(bundle, ex, method, row, query, ids, contrib, prior, beta, top, bias=0.0):
   beta = bundle.default_beta if beta is None else float(beta)
   raw = float(query @ bundle.embeddings[row].astype(np.float64))
   popularity = -beta * float(np.log1p(bundle.popularity[row]))
@@ -234,7 +240,8 @@ def _explanation(bundle, ex, method, row, query, ids, contrib, prior, beta, top)
       "history": [{"id": str(ids[p]), "contribution": float(contrib[p]),
                    "share": float(contrib[p]) / total} for p in shown.tolist()],
       "other_history": float(contrib[order[len(shown):]].sum()),
-      "prior": float(prior), "popularity": popularity, "modalities": modalities,
+      "prior": float(prior), "item_bias": float(bias), "popularity": popularity,
+      "modalities": modalities,
   }
 
 

@@ -85,6 +85,8 @@ class Explanation(BaseModel):
   history: list[Contribution] = Field(None, description="The most contributing history items.")
   other_history: float = Field(None, description="The contributions of the items not listed.")
   prior: float = Field(None, description="The user tower's own term (its empty-profile user).")
+  item_bias: float = Field(None, description="The item's learned bias (models with "
+                           "model.item_bias; 0 otherwise).")
   popularity: float = Field(description="-beta ln(1 + popularity).")
   modalities: dict[str, float] | None = Field(description="The raw score split into the item's "
                                               "text, image and id parts and a base term.")

@@ -73,7 +73,7 @@ def test_blur_matches_separable_gaussian_reference(images):
 
 def test_colour_jitter_keeps_the_colour_recognisable():
   """Solid product colours stay nearest to their own colour among the shop's palette."""
-  from mmrec.data.shop_vocab import COLOUR_RGB
+  from mmrec.data.shop.vocab import COLOUR_RGB
   palette = np.array(list(COLOUR_RGB.values()), np.float32)
   chroma = palette - palette.mean(1, keepdims=True)
   strong = np.abs(chroma).max(1) > 60  # clearly chromatic colours (not black/white/grey/beige)

@@ -10,7 +10,8 @@ import pytest
 import tokenizers
 from tokenizers import models, normalizers, pre_tokenizers
 
-from mmrec.data.tokenizer import SPECIAL_TOKENS, Tokenizer, minilm_path
+from mmrec.data.tokenizer import SPECIAL_TOKENS, Tokenizer
+from mmrec.pretrained import minilm_path
 
 _WORDS = ["Red", "blue", "cotton", "SHIRT", "dress", "linen", "soft", "Café", "striped",
           "jacket", "wool", "ÉTÉ", "２０２４", "jackets", "shirts", "reddish", "naïve"]

@@ -4,7 +4,8 @@ the choice model's prior and the arms' slates against brute force."""
 import numpy as np
 import pytest
 
-from mmrec.data import shop, shop_behaviour
+from mmrec.data import shop
+from mmrec.data.shop import behaviour as shop_behaviour
 from mmrec.evaluation import abtest
 from mmrec.retrieval import export
 

@@ -17,6 +17,8 @@ from mmrec.configs import two_tower
 from mmrec.data import sources
 from mmrec.models import import_bert
 from mmrec.models.text import TextEncoder
+from mmrec.pretrained import minilm_path
+from mmrec.training.warm_start import load_bert
 
 SENTENCES = ["A red cotton shirt with long sleeves.",
              "Striped linen dress, light and soft for the summer!",
@@ -61,9 +63,9 @@ def reference_embeddings(tensors: dict, config: dict, ids: np.ndarray, mask: np.
 
 @pytest.fixture(scope="module")
 def minilm():
-  path = import_bert.minilm_path()
+  path = minilm_path()
   with jax.default_matmul_precision("highest"):
-    encoder, tokenizer = import_bert.load_bert("minilm", max_len=32)
+    encoder, tokenizer = load_bert("minilm", max_len=32)
   return path, encoder, tokenizer
 
 
@@ -147,7 +149,7 @@ def write_tiny(directory, tensors, config=TINY):
 def test_tiny_checkpoint_with_prefix_and_old_names(tmp_path):
   tensors = tiny_tensors()
   path = write_tiny(tmp_path / "tiny", tensors)
-  encoder, tokenizer = import_bert.load_bert(path)
+  encoder, tokenizer = load_bert(path)
   ids = tokenizer.encode(["soft red hats", "a shirt", "wool"], max_len=7)
   assert ids.tolist()[1] == [2, 10, 11, 3, 0, 0, 0]
   with jax.default_matmul_precision("highest"):
@@ -173,18 +175,18 @@ def test_errors_name_the_problem(tmp_path):
   missing = write_tiny(tmp_path / "missing", {k: v for k, v in tensors.items()
                                               if k != "encoder.layer.1.attention.self.key.bias"})
   with pytest.raises(ValueError, match=r"'encoder.layer.1.attention.self.key.bias' is missing"):
-    import_bert.load_bert(missing)
+    load_bert(missing)
   bad = tensors | {"encoder.layer.0.intermediate.dense.weight": np.zeros((8, 16), np.float32)}
   with pytest.raises(ValueError, match=r"'encoder.layer.0.intermediate.dense.weight' has shape "
                                        r"\(8, 16\), expected \(16, 8\)"):
-    import_bert.load_bert(write_tiny(tmp_path / "bad", bad))
+    load_bert(write_tiny(tmp_path / "bad", bad))
   encoder = TextEncoder(12, 8, width=8, layers=2, heads=2, mlp_dim=16, rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match=r"norm_first: encoder True, checkpoint False"):
     import_bert.import_into(encoder, write_tiny(tmp_path / "ok", tensors))
   with pytest.raises(ValueError, match="hidden_act"):
     import_bert.text_options(write_tiny(tmp_path / "relu", tensors, TINY | {"hidden_act": "relu"}))
   with pytest.raises(FileNotFoundError, match="no config.json"):
-    import_bert.load_bert(tmp_path)
+    load_bert(tmp_path)
 
 
 def test_minilm_variant_tokenizes_the_shop_and_its_encoder_imports(minilm, tiny_config, tmp_path):

@@ -9,28 +9,38 @@ import numpy as np
 import pytest
 
 from mmrec import jobs
-from mmrec import train as train_lib
 from mmrec.configs import two_tower
-from mmrec.evaluation import evaluate as eval_lib
 from mmrec.retrieval import export, update
 from mmrec.retrieval.user_tower import export_user_tower
 from mmrec.serving import BundleError, load_bundle
+from mmrec.training import embed as embed_lib
+from mmrec.training import two_tower as train_lib
 
 
-def _config(tiny_data_dir, **user):
+def _config(tiny_data_dir, item_bias=False, **user):
   cfg = two_tower.get_config("tiny")
   cfg.data.data_dir = str(tiny_data_dir)
   cfg.model.user.update(user)
+  cfg.model.item_bias = item_bias
   return cfg
+
+
+def _export(tiny_data_dir, tmp, item_bias=False):
+  cfg = _config(tiny_data_dir, item_bias)
+  model, data, items = train_lib.prepare(cfg, tmp)
+  trained = train_lib.Trained(model, data, items, step=0)
+  return trained, jobs.export(trained, cfg, tmp / "bundle")
 
 
 @pytest.fixture(scope="module")
 def exported(tiny_data_dir, tmp_path_factory):
-  tmp = tmp_path_factory.mktemp("explain")
-  cfg = _config(tiny_data_dir)
-  model, data, items = train_lib.prepare(cfg, tmp)
-  trained = train_lib.Trained(model, data, items, step=0)
-  return trained, jobs.export(trained, cfg, tmp / "bundle")
+  return _export(tiny_data_dir, tmp_path_factory.mktemp("explain"))
+
+
+@pytest.fixture(scope="module")
+def exported_with_bias(tiny_data_dir, tmp_path_factory):
+  """A model with `model.item_bias`: one more coordinate, the user's 1 times the item's bias."""
+  return _export(tiny_data_dir, tmp_path_factory.mktemp("explain_bias"), item_bias=True)
 
 
 def _histories(trained, count=4, length=6):
@@ -51,10 +61,13 @@ def _tower(model, rows):
   return np.asarray(model.user_tower(jnp.asarray(h), jnp.asarray(mask), table[h]), np.float64)[0]
 
 
-def test_linear_profile_explanations_are_exact_and_match_the_model(exported):
-  trained, bundle_dir = exported
+@pytest.mark.parametrize("which", ["exported", "exported_with_bias"])
+def test_linear_profile_explanations_are_exact_and_match_the_model(which, request):
+  trained, bundle_dir = request.getfixturevalue(which)
   bundle = load_bundle(bundle_dir)
   model = trained.model
+  bias = bool(trained.model.user_tower.bias)
+  d = bundle.dimension - bias  # the user's coordinates before its bias coordinate (1)
   for rows, history in zip(*_histories(trained)):
     ids, scores = bundle.search_by_history(history, 5, beta=0.2)
     explained = bundle.explain_history(history, list(ids), beta=0.2, top=None)
@@ -65,12 +78,19 @@ def test_linear_profile_explanations_are_exact_and_match_the_model(exported):
       raw = _tower(model, rows)
     finally:
       model.user_tower.normalize = True
+    if bias:
+      np.testing.assert_array_equal(raw[d:], 1.0)
+      np.testing.assert_array_equal(g[:, d:], 0.0)
+    raw, prior, g = raw[:d], prior[:d], g[:, :d]
     scale = np.linalg.norm(raw)
     for item, score, e in zip(ids, scores, explained):
       assert e["method"] == "linear_profile" and e["exact"]
-      terms = sum(h["contribution"] for h in e["history"]) + e["prior"] + e["popularity"]
+      terms = (sum(h["contribution"] for h in e["history"]) + e["prior"] + e["item_bias"]
+               + e["popularity"])
       np.testing.assert_allclose([terms, e["score"]], score, atol=1e-5)
       v = bundle.embeddings[bundle.index_of(item)].astype(np.float64)
+      assert e["item_bias"] == (pytest.approx(v[d]) if bias else 0.0)
+      v = v[:d]
       want = dict(zip(history, g @ v / (np.sqrt(len(rows)) * scale)))
       got = {h["id"]: h["contribution"] for h in e["history"]}
       assert got.keys() == want.keys()
@@ -158,7 +178,7 @@ def test_modality_split_is_the_shapley_value_and_sums_to_the_embedding(exported)
 def test_leave_one_out_matches_brute_force_on_an_mlp_tower(tiny_data_dir, tmp_path):
   cfg = _config(tiny_data_dir, mlp_dim=16)  # a tanh MLP: no exact split
   model, data, items = train_lib.prepare(cfg, tmp_path)
-  emb = eval_lib.item_embeddings(model, items)
+  emb = embed_lib.item_embeddings(model, items)
   model.item_cache[...] = emb
   ids = np.asarray(data.catalog.item_id)
   path = export.export_bundle(tmp_path / "bundle", emb, ids, data.train_counts(),

@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from mmrec import jobs
-from mmrec import train as train_lib
 from mmrec.retrieval import new_items
 from mmrec.serving import load_bundle
+from mmrec.training import two_tower as train_lib
 
 
 def _feed(tmp_path, rows):

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 
 from mmrec import jobs
-from mmrec import train as train_lib
 from mmrec.configs import two_tower
 from mmrec.data.pipeline import UserHistories
 from mmrec.evaluation import evaluate as eval_lib
 from mmrec.retrieval import update
 from mmrec.serving import load_bundle
+from mmrec.training import embed as embed_lib
+from mmrec.training import two_tower as train_lib
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def test_exported_tower_matches_the_model(exported, tiny):
   data = trained.data
   histories = UserHistories(eval_lib.seen_interactions(data, "test"), tiny.data.history_len)
   users = np.arange(0, data.num_users, 7)
-  expected = eval_lib.user_embeddings(trained.model, histories, users)
+  expected = embed_lib.user_embeddings(trained.model, histories, users)
   history, mask = histories.latest(users)
   ids = np.asarray(data.catalog.item_id)
   as_ids = [list(ids[h[m]]) for h, m in zip(history, mask)]

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from mmrec import jobs
-from mmrec import train as train_lib
 from mmrec.configs import two_tower
+from mmrec.training import two_tower as train_lib
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))  # --import-mode=importlib adds none
 import without_jax  # noqa: E402

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import pathlib
 
-from mmrec.data.importers.base import DataImportError, Imported, Options
+from mmrec.data.importers.base import Imported, Options
+from mmrec.data.importers.drops import DataImportError
 
 FORMATS = ("movielens", "recbole", "amazon", "hm", "generic")
 

@@ -22,8 +22,8 @@ import numpy as np
 import pyarrow as pa
 
 from mmrec.data.importers import tables
-from mmrec.data.importers.base import (DataImportError, Imported, Options, Rules, finish,
-                                       require_dir)
+from mmrec.data.importers.base import Imported, Options, Rules, finish, require_dir
+from mmrec.data.importers.drops import DataImportError
 from mmrec.data.importers.images import ImageFolder
 
 _SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz")

@@ -1,4 +1,5 @@
-"""What every importer shares: drop counting, the item and interaction collectors, the result.
+"""What every importer shares: the item and interaction collectors, the result (drop
+counting: drops.py).
 
 Importers read raw files in a stream and hand rows to a `CatalogBuilder`
 (items; ids kept as given, text normalised, images re-encoded) and an
@@ -8,7 +9,6 @@ unusable rows counted per reason). The result is an `Imported`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import dataclasses
 import pathlib
 import re
@@ -24,64 +24,11 @@ from mmrec.data.importers import checks
 from mmrec.data.importers import images as images_lib
 from mmrec.data.importers import text as text_lib
 from mmrec.data.importers.checks import Rules
+from mmrec.data.importers.drops import (ITEM_REASONS, NUM_EXAMPLES, ROW_REASONS, USER_REASONS,
+                                        DataImportError, Drops)
 from mmrec.data.importers.images import OUTCOMES, ImageEncoder
+from mmrec.data.importers.tables import to_text
 from mmrec.data.schema import Catalog
-
-NUM_EXAMPLES = 5
-# Interaction rows, first reason that applies (bad_encoding and malformed_line from the readers).
-ROW_REASONS = ("bad_encoding", "malformed_line", "missing_id", "oversized_id", "bad_id",
-               "bad_timestamp", "bad_rating", "unknown_item", "unknown_user")
-# Item rows: dropped (all but oversized_text) or repaired (oversized_text).
-ITEM_REASONS = ("bad_encoding", "malformed_line", "missing_id", "oversized_id", "bad_id",
-                "duplicate_item", "oversized_text")
-# Rows of an optional user file (users.dat, NAME.user, customers.csv).
-USER_REASONS = ("bad_encoding", "malformed_line", "missing_id", "oversized_id", "bad_id")
-REPAIRED = ("oversized_text",)  # Counted, but the row is kept.
-
-
-class DataImportError(ValueError):
-  """A required file or column is missing, or an option is unusable; the message names it."""
-
-
-class Drops:
-  """Counts per reason (and per file), with up to NUM_EXAMPLES examples (e.g.
-  'u.data line 7', the physical line) each."""
-
-  def __init__(self, reasons: Sequence[str]):
-    self.counts = {r: 0 for r in reasons}
-    self.examples: dict[str, list[str]] = {}
-    self.by_file: dict[str, dict[str, int]] = {}
-    self.kept: dict[str, int] = {}  # rows kept per file, told by the collector
-
-  def add(self, reason: str, example: str | None = None, n: int = 1, file: str = ""):
-    self.add_many(reason, [] if example is None else [example], n, file)
-
-  def add_many(self, reason: str, examples: Sequence[str], n: int, file: str = ""):
-    if n <= 0:
-      return
-    self.counts[reason] = self.counts.get(reason, 0) + int(n)
-    kept = self.examples.setdefault(reason, [])
-    kept.extend(list(examples)[:NUM_EXAMPLES - len(kept)])
-    if file:
-      per_file = self.by_file.setdefault(file, {})
-      per_file[reason] = per_file.get(reason, 0) + int(n)
-
-  def total(self) -> int:
-    """Rows dropped (repaired ones are kept, so not counted)."""
-    return sum(n for r, n in self.counts.items() if r not in REPAIRED)
-
-  def files(self) -> dict[str, dict[str, Any]]:
-    """Per file: records `read` = `kept` + the sum of `dropped` (per reason)."""
-    out = {}
-    for name in dict.fromkeys([*self.kept, *self.by_file]):
-      dropped = {r: n for r, n in self.by_file.get(name, {}).items() if r not in REPAIRED}
-      kept = self.kept.get(name, 0)
-      out[name] = {"read": kept + sum(dropped.values()), "kept": kept, "dropped": dropped}
-    return out
-
-  def as_dict(self) -> dict[str, Any]:
-    return {"counts": dict(self.counts), "examples": {k: v for k, v in self.examples.items() if v},
-            "files": self.files()}
 
 
 def require_file(directory: pathlib.Path, *names: str, what: str = "") -> pathlib.Path:
@@ -287,7 +234,6 @@ class InteractionCollector:
     ratings (NaN: bad); `rows`: their line numbers; `malformed` marks rows the reader
     found malformed in another way; `split`: the batch's split under protocol "given"
     (0 train, 1 valid, 2 test)."""
-    from mmrec.data.importers.tables import to_text
     user, item = to_text(user), to_text(item)
     m = len(user)
     order = np.arange(self._rows, self._rows + m, dtype=np.int64)  # stand-in time: row order
@@ -347,7 +293,6 @@ class UserList:
     self._parts: list[pa.Array] = []
 
   def add(self, source: str, rows: np.ndarray, user: pa.Array):
-    from mmrec.data.importers.tables import to_text
     user = to_text(user)
     self.file = source
     keep = np.ones(len(user), bool)

@@ -22,7 +22,8 @@ from mmrec.data import clean as clean_lib
 from mmrec.data import dataset as dataset_lib
 from mmrec.data import importers
 from mmrec.data import split as split_lib
-from mmrec.data.importers.base import REPAIRED, DataImportError, Imported, Options
+from mmrec.data.importers.base import Imported, Options
+from mmrec.data.importers.drops import REPAIRED, DataImportError
 from mmrec.data.importers.images import OUTCOMES
 from mmrec.data.schema import Catalog, Interactions
 from mmrec.data.stats import long_tail_stats

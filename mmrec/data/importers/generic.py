@@ -20,8 +20,8 @@ from __future__ import annotations
 import pathlib
 
 from mmrec.data.importers import checks, tables
-from mmrec.data.importers.base import (DEFAULT_COLUMNS, DataImportError, Drops, Imported,
-                                       Options, finish, require_dir)
+from mmrec.data.importers.base import DEFAULT_COLUMNS, Imported, Options, finish, require_dir
+from mmrec.data.importers.drops import DataImportError, Drops
 from mmrec.data.importers.images import ImageFolder
 
 SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz", ".parquet")

@@ -16,8 +16,8 @@ import pathlib
 import re
 
 from mmrec.data.importers import tables
-from mmrec.data.importers.base import (DataImportError, Imported, Options, Rules, finish,
-                                       require_dir, require_file)
+from mmrec.data.importers.base import Imported, Options, Rules, finish, require_dir, require_file
+from mmrec.data.importers.drops import DataImportError
 
 ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
                  "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",

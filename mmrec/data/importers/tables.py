@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mmrec.data.importers.base import Drops, DataImportError
+from mmrec.data.importers.drops import DataImportError, Drops
 
 BATCH_ROWS = 65_536
 BLOCK_BYTES = 8 << 20  # read and decoded this much at a time

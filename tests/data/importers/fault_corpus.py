@@ -19,7 +19,7 @@ import sys
 import tempfile
 
 from mmrec.data import importers
-from mmrec.data.importers.base import NUM_EXAMPLES, DataImportError
+from mmrec.data.importers.drops import NUM_EXAMPLES, DataImportError
 
 
 def _sibling(name: str):

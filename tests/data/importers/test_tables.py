@@ -5,7 +5,7 @@ import gzip
 import pytest
 
 from mmrec.data.importers import tables
-from mmrec.data.importers.base import DataImportError, Drops, ROW_REASONS
+from mmrec.data.importers.drops import ROW_REASONS, DataImportError, Drops
 
 
 def _read(path, **kw):

@@ -5,7 +5,7 @@ import json
 import numpy as np
 from flax import nnx
 
-from mmrec import train
+from mmrec.training import two_tower as train_lib
 
 
 def params_of(model):
@@ -24,13 +24,13 @@ def test_early_stopping_keeps_the_best_step(tiny_config, tmp_path):
     seen[step] = params_of(model)
     return next(values)
 
-  trained = train.train(cfg, tmp_path, validate=validate)
+  trained = train_lib.train(cfg, tmp_path, validate=validate)
   assert sorted(seen) == [10, 20, 30, 40, 50]  # stopped after 3 validations without a new best
   assert trained.step == 20
   assert json.loads((tmp_path / "best.json").read_text())["step"] == 20
   for name, value in params_of(trained.model).items():
     np.testing.assert_array_equal(value, seen[20][name], err_msg=name)
-  restored = train.restore(tmp_path, cfg)  # evaluate, export and recommend read this one
+  restored = train_lib.restore(tmp_path, cfg)  # evaluate, export and recommend read this one
   assert restored.step == 20
   for name, value in params_of(restored.model).items():
     np.testing.assert_array_equal(value, seen[20][name], err_msg=name)

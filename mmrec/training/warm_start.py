@@ -1,4 +1,5 @@
-"""Start the item tower's text and image encoders from pretrained weights.
+"""Start the item tower's text and image encoders from pretrained weights (and `load_bert`:
+a new text encoder from a BERT-family checkpoint, with its tokenizer).
 
 `config.model.warm_start` (mmrec/configs/two_tower.py):
   checkpoint  a pretraining WORKDIR (`mmrec pretrain`): both encoders from its latest
@@ -9,7 +10,7 @@
   step        the pretraining step to read (0: the latest).
 The text encoder's tokenizer must be the dataset's (same vocabulary), or the
 token ids would mean other words. Freezing and the encoders' learning rate are
-`train.freeze_encoders_steps` and `train.encoder_lr_scale` (mmrec.train.make_optimizer).
+`train.freeze_encoders_steps` and `train.encoder_lr_scale` (mmrec.training.optim.make_optimizer).
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ import ml_collections
 from flax import nnx
 
 from mmrec.data.tokenizer import Tokenizer
+from mmrec.models import import_bert
+from mmrec.models.text import TextEncoder
 from mmrec.models.towers import TwoTower
+from mmrec.training import pretrain
 
 PARTS = ("text", "image")
 
@@ -67,8 +71,6 @@ def warm_start(model: TwoTower, cfg: ml_collections.ConfigDict,
   Returns:
     encoder name -> a description of where it now comes from.
   """
-  from mmrec import pretrain  # pretrain imports the training loop, which imports this module
-
   tower = model.item_tower
   restored: dict[str, tuple] = {}
   report = {}
@@ -95,7 +97,6 @@ def warm_start(model: TwoTower, cfg: ml_collections.ConfigDict,
       copy_params(source, target, f"the {part} encoder of {path} (step {step})")
       report[part] = f"{path} step {step}"
     elif part == "text" and field == "text":
-      from mmrec.models import import_bert
       if not _same_vocabulary(import_bert.checkpoint_dir(path) / "tokenizer.json", tokenizer_path):
         raise ValueError(f"model.warm_start.text={path!r}: its tokenizer.json differs from the "
                          f"dataset's {tokenizer_path}; build the dataset with that tokenizer")
@@ -108,3 +109,26 @@ def warm_start(model: TwoTower, cfg: ml_collections.ConfigDict,
     for part, origin in report.items():
       print(f"warm start: {part} encoder <- {origin}")
   return report
+
+
+def load_tokenizer(path: str | pathlib.Path) -> Tokenizer:
+  """The checkpoint's tokenizer.json."""
+  return Tokenizer.load(import_bert.checkpoint_dir(path) / "tokenizer.json")
+
+
+def load_bert(path: str | pathlib.Path, max_len: int = 0) -> tuple[TextEncoder, Tokenizer]:
+  """A TextEncoder with the checkpoint's architecture and weights, and its tokenizer.
+
+  max_len: the longest input to expect (0: all the checkpoint's positions).
+  """
+  options = import_bert.text_options(path)
+  tokenizer = load_tokenizer(path)
+  if tokenizer.vocab_size > options["vocab_size"] or tokenizer.pad_id != options["pad_id"]:
+    raise ValueError(f"{path}: tokenizer.json ({tokenizer.vocab_size} tokens, [PAD]="
+                     f"{tokenizer.pad_id}) does not fit config.json (vocab_size="
+                     f"{options['vocab_size']}, pad_token_id={options['pad_id']})")
+  vocab_size = options.pop("vocab_size")
+  encoder = TextEncoder(vocab_size, max_len or options["max_positions"], **options,
+                        rngs=nnx.Rngs(0))
+  import_bert.import_into(encoder, path)
+  return encoder, tokenizer

@@ -15,7 +15,7 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mmrec.data import shop_vocab
+from mmrec.data.shop import vocab
 
 Shape = list[tuple[np.ndarray, bool]]  # polygons in drawing order; False cuts a hole
 
@@ -71,7 +71,7 @@ SHAPES: dict[str, Shape] = {
             (_ellipse(0, 0.22, 0.95, 0.18), True)],
     "scarf": _scarf(),
 }
-assert tuple(SHAPES) == shop_vocab.CATEGORIES
+assert tuple(SHAPES) == vocab.CATEGORIES
 
 
 def _pattern_shapes(pattern: str, period: float, phase: np.ndarray
@@ -138,12 +138,12 @@ def draw_image(category: int, colour: int, pattern: int, size: int, jitter: dict
 
   mask = Image.new("L", (big, big), 0)
   draw = ImageDraw.Draw(mask)
-  for poly, fill in SHAPES[shop_vocab.CATEGORIES[category]]:
+  for poly, fill in SHAPES[vocab.CATEGORIES[category]]:
     draw.polygon(to_px(poly), fill=255 if fill else 0)
 
-  rgb = np.array(shop_vocab.COLOUR_RGB[shop_vocab.COLOURS[colour]], np.float64)
+  rgb = np.array(vocab.COLOUR_RGB[vocab.COLOURS[colour]], np.float64)
   fg = Image.new("RGB", (big, big), tuple(int(v) for v in rgb))
-  name = shop_vocab.PATTERNS[pattern]
+  name = vocab.PATTERNS[pattern]
   if name != "plain":
     pdraw, shade = ImageDraw.Draw(fg), _shade(rgb)
     t = np.deg2rad(jitter["pattern_angle"])

@@ -1,4 +1,5 @@
-"""The jitted train step shared by `mmrec.train.fit` and `mmrec.compile` (ahead-of-time).
+"""The jitted train step shared by `mmrec.training.loop.fit` and `mmrec.training.compile`
+(ahead-of-time).
 
 One step: forward and backward (in `config.train.compute_dtype`, over
 `config.train.grad_accum_steps` micro-batches), one optimizer update of the
@@ -28,7 +29,7 @@ import ml_collections
 import optax
 from flax import nnx
 
-from mmrec import parallel
+from mmrec.training import mesh as mesh_lib
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -93,7 +94,7 @@ def make_train_step(graphdef: nnx.GraphDef, loss_fn: Callable, config: ml_collec
       def body(carry, xs):
         grads_sum, rest = carry
         mb, j = xs
-        mb = jax.tree.map(parallel.constrain_batch, mb)
+        mb = jax.tree.map(mesh_lib.constrain_batch, mb)
         (_, (metrics, rest)), g = grad_fn(params, rest, model_def, mb, jax.random.fold_in(key, j))
         return (jax.tree.map(jnp.add, grads_sum, g), rest), metrics
 

@@ -3,7 +3,7 @@
 `mmrec compile --config tpu_configs/v5e_16.py` builds the model abstractly
 (`nnx.eval_shape`, no dataset, no weights), shards its state over a mesh of
 the topology's compile-only TPU devices (libtpu's topology description) and
-lowers and compiles `mmrec.train_step.make_train_step`, the function `fit`
+lowers and compiles `mmrec.training.step.make_train_step`, the function `fit`
 runs. It reports XLA's per-chip memory (arguments + outputs - aliased + temps)
 against the chip's HBM, FLOPs per step, the step time and the implied MFU.
 
@@ -26,10 +26,12 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from mmrec import parallel
 from mmrec.models.image import ImageEncoder
-from mmrec.models.towers import ENCODED_KEYS
-from mmrec.train_step import make_train_step
+from mmrec.models.towers import ENCODED_KEYS, TwoTower
+from mmrec.training import mesh as mesh_lib
+from mmrec.training.objective import objective, two_tower_loss
+from mmrec.training.optim import frozen_encoders, make_optimizer
+from mmrec.training.step import make_train_step
 
 GIB = 2 ** 30
 
@@ -51,7 +53,6 @@ def topology_devices(tpu: ml_collections.ConfigDict) -> list:
 
 def frozen_widths(config: ml_collections.ConfigDict) -> dict[str, int]:
   """Output width of each frozen encoder the item tower has (train.frozen_encoders)."""
-  from mmrec.train import frozen_encoders
   m = config.model
   widths = {}
   if "text" in frozen_encoders(config.train) and m.use_text:
@@ -66,7 +67,6 @@ def abstract_batch(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -
   """ShapeDtypeStructs of one global training batch: the keys of pipeline.training_batches,
   or for `train.objective="profile"` those of pipeline.profile_batches plus the replicated
   catalog features of `config.compile.num_items` items (`batch["catalog"]`)."""
-  from mmrec.train import objective
   b, d = config.train.batch_size, config.data
   encoded = frozen_widths(config)  # train.frozen_encoders' outputs
 
@@ -78,21 +78,19 @@ def abstract_batch(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -
 
   history = {"history": ((b, d.history_len), jnp.int32),
              "history_mask": ((b, d.history_len), jnp.bool_)}
-  sharding = parallel.batch_sharding(mesh)
+  sharding = mesh_lib.batch_sharding(mesh)
   struct = lambda shapes, sh: {k: jax.ShapeDtypeStruct(s, t, sharding=sh)
                                for k, (s, t) in shapes.items()}
   if objective(config) == "profile":
     shapes = {**history, "targets": ((b, d.history_len), jnp.int32),
               "target_mask": ((b, d.history_len), jnp.bool_)}
     catalog = items(config.compile.num_items, raw_image="image" not in encoded)  # catalog_features
-    return {**struct(shapes, sharding), "catalog": struct(catalog, parallel.replicated(mesh))}
+    return {**struct(shapes, sharding), "catalog": struct(catalog, mesh_lib.replicated(mesh))}
   return struct({**history, **items(b, raw_image=True), "example": ((b,), jnp.int32)}, sharding)
 
 
 def abstract_state(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
   """(graphdef, state of ShapeDtypeStructs, its shardings, parameter count): two-tower + optimizer."""
-  from mmrec.models.towers import TwoTower
-  from mmrec.train import make_optimizer
 
   def create():
     model = TwoTower(config.model, num_items=config.compile.num_items,
@@ -103,7 +101,7 @@ def abstract_state(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
   model, optimizer = nnx.eval_shape(create)
   num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
   graphdef, state = nnx.split((model, optimizer))
-  shardings = parallel.state_shardings(state, mesh, config.get("sharding"))
+  shardings = mesh_lib.state_shardings(state, mesh, config.get("sharding"))
   state = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
                        state, shardings)
   return graphdef, state, shardings, num_params
@@ -137,14 +135,13 @@ class Report:
 
 def compile_train_step(config: ml_collections.ConfigDict, name: str = ""):
   """Lower and compile the train step for `config.tpu`; (compiled executable, Report)."""
-  from mmrec.train import two_tower_loss
   tpu = config.tpu
   devices = topology_devices(tpu)
-  mesh = parallel.make_mesh(config.mesh, devices)
+  mesh = mesh_lib.make_mesh(config.mesh, devices)
   graphdef, state, shardings, params = abstract_state(config, mesh)
   batch = abstract_batch(config, mesh)
-  parallel.check_batch_size(config.train.batch_size, mesh)
-  key = jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=parallel.replicated(mesh))
+  mesh_lib.check_batch_size(config.train.batch_size, mesh)
+  key = jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=mesh_lib.replicated(mesh))
   step = make_train_step(graphdef, two_tower_loss(config), config, mesh, shardings)
   compiled = step.trace(state, batch, key).lower().compile()
 

@@ -6,7 +6,7 @@ Objectives (weights in `config.pretrain.weights`; any with weight > 0 run togeth
   image_text         sigmoid contrastive loss between an item's image and its text (SigLIP).
 Batches are items (grain, a pure function of seed and step); masking and
 augmentation run on device from the step's key. Training goes through
-`mmrec.train.fit`: the same mesh, optax, Orbax checkpoints, resume and logging
+`mmrec.training.loop.fit`: the same mesh, optax, Orbax checkpoints, resume and logging
 as the two-tower. WORKDIR holds config.json and tokenizer.json beside checkpoints/.
 """
 
@@ -24,9 +24,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from mmrec import losses, parallel
-from mmrec import train as train_lib
-from mmrec.checkpoint import CheckpointError, Checkpointer, one_line
+from mmrec import losses
 from mmrec.data import augment, sources
 from mmrec.data.pipeline import ItemTable
 from mmrec.data.schema import RecDataset
@@ -34,6 +32,10 @@ from mmrec.files import copy_atomic, write_text_atomic
 from mmrec.data.tokenizer import Tokenizer
 from mmrec.models.image import ImageEncoder
 from mmrec.models.text import TextEncoder
+from mmrec.training import mesh as mesh_lib
+from mmrec.training.checkpoint import CheckpointError, Checkpointer, one_line
+from mmrec.training.loop import LossFn, fit
+from mmrec.training.optim import make_optimizer
 
 OBJECTIVES = ("text_mlm", "image_contrastive", "image_text")
 TOKENIZER_FILE = "tokenizer.json"
@@ -105,7 +107,7 @@ def mask_tokens(key: jax.Array, tokens: jax.Array, *, mask_id: int, special_ids:
   return inputs, chosen.astype(jnp.float32)
 
 
-def pretrain_loss(config: ml_collections.ConfigDict, tokenizer: Tokenizer) -> train_lib.LossFn:
+def pretrain_loss(config: ml_collections.ConfigDict, tokenizer: Tokenizer) -> LossFn:
   """The weighted sum of the enabled objectives; metrics per objective under `NAME/`."""
   w, p = _weights(config), config.pretrain
   special = (tokenizer.pad_id, tokenizer.unk_id, tokenizer.cls_id, tokenizer.sep_id,
@@ -192,15 +194,15 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   save_run_files(config, sources.tokenizer_path(data, config.data), workdir)
   items = sources.item_table(data, config.data)
   model = PretrainModel(config, rngs=nnx.Rngs(config.seed))
-  mesh = parallel.make_mesh(config.mesh)
+  mesh = mesh_lib.make_mesh(config.mesh)
   which = config.pretrain.get("items", "all")
   if which not in ("all", "warm"):
     raise ValueError(f"pretrain.items={which!r}: choose 'all' or 'warm'")
   rows = np.flatnonzero(~data.is_cold) if which == "warm" else None
-  batches = item_batches(items, batch_size=parallel.check_batch_size(config.train.batch_size, mesh),
+  batches = item_batches(items, batch_size=mesh_lib.check_batch_size(config.train.batch_size, mesh),
                          seed=config.seed, rows=rows, process_index=jax.process_index(),
                          process_count=jax.process_count())
-  step = train_lib.fit(model, pretrain_loss(config, tokenizer), batches, config, workdir, on_log)
+  step = fit(model, pretrain_loss(config, tokenizer), batches, config, workdir, on_log)
   return Pretrained(model, data, items, step)
 
 
@@ -217,7 +219,7 @@ def restore(workdir: str | pathlib.Path, step: int | None = None
   if "pretrain" not in config:
     raise ValueError(f"{workdir / CONFIG_FILE}: not a pretraining config (no 'pretrain' field)")
   model = PretrainModel(config, rngs=nnx.Rngs(config.seed))
-  optimizer = nnx.Optimizer(model, train_lib.make_optimizer(config.train), wrt=nnx.Param)
+  optimizer = nnx.Optimizer(model, make_optimizer(config.train), wrt=nnx.Param)
   ckpt = Checkpointer(workdir / "checkpoints", every=1, keep=config.train.keep_checkpoints,
                       read_only=True)
   try:

@@ -22,20 +22,22 @@ STEPS, LOCAL_BATCH = 3, 32
 
 SCRIPT = textwrap.dedent("""
     import json, sys
-    from mmrec import distributed
+    from mmrec.training import distributed
     multi = distributed.initialize_from_env()
     import grain, jax, numpy as np
     from flax import nnx
-    from mmrec import train
     from mmrec.configs import two_tower
     from mmrec.data.pipeline import UserHistories, training_batches
+    from mmrec.training import two_tower as train_lib
+    from mmrec.training.loop import Refresh, fit
+    from mmrec.training.objective import two_tower_loss
     data_dir, workdir, out, steps, local = sys.argv[1], sys.argv[2], sys.argv[3], *map(int, sys.argv[4:6])
     cfg = two_tower.use_next_item(two_tower.get_config("tiny"))  # with the item-cache refresh
     cfg.data.data_dir = data_dir
     cfg.mesh.update(data=2, fsdp=2, model=1)
     cfg.train.update(steps=steps, warmup_steps=1, log_every=1, checkpoint_every=2,
                      batch_size=2 * local, cache_refresh_every=2)
-    model, data, items = train.prepare(cfg, workdir)
+    model, data, items = train_lib.prepare(cfg, workdir)
     histories = UserHistories(data.splits["train"], cfg.data.history_len)
     shard = lambda i: training_batches(histories, items, batch_size=local, seed=0,
                                        process_index=i, process_count=2)
@@ -45,11 +47,11 @@ SCRIPT = textwrap.dedent("""
       parts = shard(0), shard(1)
       batches = grain.MapDataset.range(steps).map(
           lambda s: {k: np.concatenate([parts[0][s][k], parts[1][s][k]]) for k in parts[0][s]})
-    refresh = train.Refresh(2, train.TwoTower.refresh_item_cache,
-                            items.features(np.arange(data.num_items)))
+    refresh = Refresh(2, train_lib.TwoTower.refresh_item_cache,
+                      items.features(np.arange(data.num_items)))
     log = {}
-    train.fit(model, train.two_tower_loss(cfg), batches, cfg, workdir,
-              on_log=lambda s, m: log.__setitem__(s, m["loss"]), refresh=refresh)
+    fit(model, two_tower_loss(cfg), batches, cfg, workdir,
+        on_log=lambda s, m: log.__setitem__(s, m["loss"]), refresh=refresh)
     from jax.experimental import multihost_utils
     params = {"/".join(map(str, p)): np.asarray(multihost_utils.process_allgather(v.get_value(),
                                                                                   tiled=True))

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 # The smallest TPU config (v4-8: 4 chips) with tiny towers. Besides XLA's report, the script
 # sums, from the shardings alone, the bytes of state and batch that each chip must hold.
@@ -21,14 +21,14 @@ SCRIPT = textwrap.dedent("""
     import dataclasses, importlib.util, json, sys
     import jax, numpy as np
     jax.config.update("jax_platforms", "cpu")
-    from mmrec import compile as aot, parallel
+    from mmrec.training import compile as aot, mesh as mesh_lib
     spec = importlib.util.spec_from_file_location("cfg", "tpu_configs/v4_8.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     config = module.get_config("tiny")
     config.train.batch_size = 512
     compiled, report = aot.compile_train_step(config, "v4_8:tiny")
-    mesh = parallel.make_mesh(config.mesh, aot.topology_devices(config.tpu))
+    mesh = mesh_lib.make_mesh(config.mesh, aot.topology_devices(config.tpu))
     _, state, shardings, _ = aot.abstract_state(config, mesh)
     inputs = jax.tree.leaves(state) + list(aot.abstract_batch(config, mesh).values())
     per_chip = sum(int(np.prod(x.sharding.shard_shape(x.shape))) * x.dtype.itemsize for x in inputs)
@@ -69,8 +69,9 @@ def test_train_step_compiles_for_a_tpu_topology(report):
 @pytest.mark.parametrize("frozen", [(), ("text", "image")])
 def test_abstract_batch_matches_the_pipeline(tiny_config, frozen, objective, tmp_path):
   from jax.sharding import AbstractMesh, AxisType
-  from mmrec import compile as aot, parallel, train as train_lib
   from mmrec.data.pipeline import UserHistories, profile_batches, training_batches
+  from mmrec.training import compile as aot, mesh as mesh_lib
+  from mmrec.training import two_tower as train_lib
   tiny_config.train.frozen_encoders = frozen
   tiny_config.train.objective = objective
   model, data, items = train_lib.prepare(tiny_config, tmp_path)
@@ -84,7 +85,7 @@ def test_abstract_batch_matches_the_pipeline(tiny_config, frozen, objective, tmp
     tiny_config.compile = dict(num_items=data.num_items)
   else:
     real = training_batches(histories, items, batch_size=b, seed=0)[0]
-  mesh = AbstractMesh((1, 1, 1), parallel.AXES, axis_types=(AxisType.Auto,) * 3)
+  mesh = AbstractMesh((1, 1, 1), mesh_lib.AXES, axis_types=(AxisType.Auto,) * 3)
   abstract = aot.abstract_batch(tiny_config, mesh)
   flat = lambda tree: {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(tree)}
   abstract, real = flat(abstract), flat(real)

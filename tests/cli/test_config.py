@@ -1,21 +1,21 @@
-"""mmrec.cli_config: packaged config names, and every field overridable from the command
+"""mmrec.cli.config: packaged config names, and every field overridable from the command
 line (None defaults and tuples included), each value read with its field's type."""
 
 import pytest
 
-from mmrec import cli_config
-from mmrec.cli_config import UsageError
+from mmrec.cli import config as config_lib
+from mmrec.cli.config import UsageError
 from mmrec.configs import movielens, pretrain, two_tower
 from mmrec.data import split
 from mmrec.data.importers import FORMATS
 
 
 def test_packaged_names_give_the_modules_configs():
-  assert cli_config.packaged_configs() == ["movielens", "pretrain", "two_tower"]
-  config, filename = cli_config.load("two_tower:tiny,id_only")
+  assert config_lib.packaged_configs() == ["movielens", "pretrain", "two_tower"]
+  config, filename = config_lib.load("two_tower:tiny,id_only")
   assert config == two_tower.get_config("tiny,id_only") and filename == two_tower.__file__
-  assert cli_config.load("movielens:ml100k")[0] == movielens.get_config("ml100k")
-  assert cli_config.load("pretrain")[0] == pretrain.get_config()  # no arg: the default
+  assert config_lib.load("movielens:ml100k")[0] == movielens.get_config("ml100k")
+  assert config_lib.load("pretrain")[0] == pretrain.get_config()  # no arg: the default
 
 
 def test_a_file_path_loads_as_the_same_config(tmp_path):
@@ -23,7 +23,7 @@ def test_a_file_path_loads_as_the_same_config(tmp_path):
   path.write_text("from mmrec.configs import two_tower\n\n"
                   "def get_config(arg='tiny'):\n  c = two_tower.get_config(arg)\n"
                   "  c.train.steps = 7\n  return c\n")
-  config, filename = cli_config.load(f"{path}:small")
+  config, filename = config_lib.load(f"{path}:small")
   want = two_tower.get_config("small")
   want.train.steps = 7
   assert config == want and filename == str(path)
@@ -31,7 +31,7 @@ def test_a_file_path_loads_as_the_same_config(tmp_path):
 
 def _overridden(*pairs):
   config = two_tower.get_config("tiny")
-  cli_config.apply(config, list(pairs))
+  config_lib.apply(config, list(pairs))
   return config
 
 
@@ -53,7 +53,7 @@ def _overridden(*pairs):
     ("data.protocol", "temporal", "temporal"),
 ])
 def test_overrides_take_the_fields_type(field, text, want):
-  node, name = cli_config.resolve(_overridden((field, text)), field)
+  node, name = config_lib.resolve(_overridden((field, text)), field)
   assert node[name] == want and type(node[name]) is type(want)
 
 
@@ -75,7 +75,7 @@ def test_every_field_can_be_overridden_with_its_own_value():
     if isinstance(value, str):
       text = value
     copy = two_tower.get_config("small")
-    cli_config.apply(copy, [(field, text)])
+    config_lib.apply(copy, [(field, text)])
     assert copy == config, field
 
 
@@ -100,18 +100,18 @@ def test_bad_overrides_say_what_is_wrong(field, text, message):
 
 
 def test_choices_are_those_the_code_accepts():
-  assert cli_config.CHOICES["data.size"] == two_tower.SIZES
-  assert set(cli_config.CHOICES["data.protocol"]) == set(split.PROTOCOLS)
-  assert cli_config.CHOICES["data.import_.format"] == FORMATS
+  assert config_lib.CHOICES["data.size"] == two_tower.SIZES
+  assert set(config_lib.CHOICES["data.protocol"]) == set(split.PROTOCOLS)
+  assert config_lib.CHOICES["data.import_.format"] == FORMATS
 
 
 def test_split_overrides_takes_both_spellings():
-  rest, overrides = cli_config.split_overrides(
+  rest, overrides = config_lib.split_overrides(
       ["--workdir=w", "--config.train.steps=5", "--config.eval.split", "valid", "--k", "3"])
   assert rest == ["--workdir=w", "--k", "3"]
   assert overrides == [("train.steps", "5"), ("eval.split", "valid")]
   with pytest.raises(UsageError, match=r"--config.train.steps: give a value"):
-    cli_config.split_overrides(["--config.train.steps"])
+    config_lib.split_overrides(["--config.train.steps"])
 
 
 @pytest.mark.parametrize("spec, hint", [
@@ -120,5 +120,5 @@ def test_split_overrides_takes_both_spellings():
     ("pretrain:small,image_txt", "did you mean 'image_text'?")])
 def test_unknown_names_in_a_config_spec_get_a_suggestion(spec, hint):
   with pytest.raises(UsageError) as e:
-    cli_config.load(spec)
+    config_lib.load(spec)
   assert str(e.value).startswith(f"--config {spec}: ") and hint in str(e.value)

@@ -3,12 +3,13 @@
 import jax
 import numpy as np
 
-from mmrec import train as train_lib
 from mmrec.configs import two_tower
 from mmrec.data import dataset as dataset_lib
 from mmrec.data.pipeline import UserHistories, profile_batches
 from mmrec.data.schema import Catalog, Interactions
 from mmrec.evaluation import evaluate as evaluate_lib
+from mmrec.training import two_tower as train_lib
+from mmrec.training.objective import two_tower_loss
 
 GENRES = ("comedy", "drama", "horror", "western", "musical", "thriller")
 
@@ -51,7 +52,7 @@ def test_two_tower_without_images_trains_and_evaluates(tmp_path, monkeypatch):
                           batch_size=cfg.train.batch_size, history_len=cfg.data.history_len,
                           holdout=cfg.train.holdout, seed=7)[0]
   batch["catalog"] = train_lib.catalog_features(items)
-  loss_fn = train_lib.two_tower_loss(cfg)
+  loss_fn = two_tower_loss(cfg)
   before = float(loss_fn(model, batch, jax.random.key(0))[0])
 
   trained = train_lib.train(cfg, tmp_path / "run")

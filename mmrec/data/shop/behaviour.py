@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mmrec.data import shop_vocab
+from mmrec.data.shop import vocab
 
 # Weight of each attribute in the affinity: the largest possible affinity is their sum.
 IMPORTANCE = {"category": 1.0, "colour": 0.6, "style": 0.5, "price_tier": 0.5, "brand": 0.4,
@@ -50,28 +50,28 @@ def sample_user_prefs(num_users: int, rng: np.random.Generator) -> dict[str, np.
   neighbours at 0.5), 1-3 favourite brands, and soft pattern/material tastes.
   """
   u = num_users
-  cat_prior = np.asarray(shop_vocab.CATEGORY_PRIOR) / np.sum(shop_vocab.CATEGORY_PRIOR)
-  category = _k_of_n(rng, u, len(shop_vocab.CATEGORIES), 2, 4, cat_prior)
+  cat_prior = np.asarray(vocab.CATEGORY_PRIOR) / np.sum(vocab.CATEGORY_PRIOR)
+  category = _k_of_n(rng, u, len(vocab.CATEGORIES), 2, 4, cat_prior)
   category *= rng.uniform(0.6, 1.0, category.shape)
-  colour_prior = np.asarray(shop_vocab.COLOUR_PRIOR) / np.sum(shop_vocab.COLOUR_PRIOR)
-  colour = _k_of_n(rng, u, len(shop_vocab.COLOURS), 2, 4, colour_prior)
-  style = 0.4 * _k_of_n(rng, u, len(shop_vocab.STYLES), 2, 2)
-  style[np.arange(u), rng.integers(0, len(shop_vocab.STYLES), u)] = 1.0
-  tier = rng.choice(len(shop_vocab.PRICE_TIERS), u, p=[0.3, 0.35, 0.22, 0.13])
-  gap = np.abs(np.arange(len(shop_vocab.PRICE_TIERS))[None] - tier[:, None])
+  colour_prior = np.asarray(vocab.COLOUR_PRIOR) / np.sum(vocab.COLOUR_PRIOR)
+  colour = _k_of_n(rng, u, len(vocab.COLOURS), 2, 4, colour_prior)
+  style = 0.4 * _k_of_n(rng, u, len(vocab.STYLES), 2, 2)
+  style[np.arange(u), rng.integers(0, len(vocab.STYLES), u)] = 1.0
+  tier = rng.choice(len(vocab.PRICE_TIERS), u, p=[0.3, 0.35, 0.22, 0.13])
+  gap = np.abs(np.arange(len(vocab.PRICE_TIERS))[None] - tier[:, None])
   price_tier = np.where(gap == 0, 1.0, np.where(gap == 1, 0.5, 0.0))
-  brand = _k_of_n(rng, u, len(shop_vocab.BRANDS), 1, 3, shop_vocab.brand_prior())
+  brand = _k_of_n(rng, u, len(vocab.BRANDS), 1, 3, vocab.brand_prior())
   prefs = {
       "category": category,
       "colour": colour,
-      "pattern": _dirichlet_peak(rng, u, len(shop_vocab.PATTERNS), 0.7),
-      "material": _dirichlet_peak(rng, u, len(shop_vocab.MATERIALS), 0.7),
+      "pattern": _dirichlet_peak(rng, u, len(vocab.PATTERNS), 0.7),
+      "material": _dirichlet_peak(rng, u, len(vocab.MATERIALS), 0.7),
       "style": style,
       "brand": brand,
       "price_tier": price_tier,
   }
   return {name: (IMPORTANCE[name] * prefs[name]).astype(np.float32)
-          for name in shop_vocab.ATTRIBUTES}
+          for name in vocab.ATTRIBUTES}
 
 
 def affinity(prefs: dict[str, np.ndarray], attributes: dict[str, np.ndarray],

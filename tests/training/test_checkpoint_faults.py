@@ -17,8 +17,9 @@ import sys
 import pytest
 from flax import nnx
 
-from mmrec import checkpoint, train
 from mmrec.files import write_text_atomic
+from mmrec.training import checkpoint, loop
+from mmrec.training import two_tower as train_lib
 
 _spec = importlib.util.spec_from_file_location(
     "_mmrec_checkpoint_faults", pathlib.Path(__file__).with_name("checkpoint_faults_lib.py"))
@@ -26,7 +27,7 @@ lib = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = lib
 _spec.loader.exec_module(lib)
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,7 @@ def test_training_resumes_past_damaged_and_stray_steps(pristine, tmp_path):
   data = max((checkpoints / "30").rglob("d/*"), key=lambda p: p.stat().st_size)
   lib._flip(data)
   with lib.warnings_logged() as warned:
-    trained = train.train(pristine["cfg"], workdir)
+    trained = train_lib.train(pristine["cfg"], workdir)
   assert trained.step == lib.LATEST
   assert any(f"{checkpoints / '30'} is damaged" in w for w in warned), warned
   assert any("restored step 20" in w for w in warned), warned
@@ -99,18 +100,18 @@ def test_training_resumes_past_damaged_and_stray_steps(pristine, tmp_path):
   resumed = saved_state(workdir, pristine["target"], lib.LATEST)
   assert lib.same_state(resumed, pristine["states"][lib.LATEST])  # retrained 21..30 exactly
   assert lib.same_state(nnx.state(trained.model),
-                        nnx.state(train.restore(workdir, pristine["cfg"]).model))
+                        nnx.state(train_lib.restore(workdir, pristine["cfg"]).model))
 
 
 def test_damaged_best_step_falls_back_to_the_newest_good_one(pristine, tmp_path):
   workdir = copy_run(pristine, tmp_path)
-  write_text_atomic(workdir / train.BEST_FILE, json.dumps(
+  write_text_atomic(workdir / loop.BEST_FILE, json.dumps(
       {"step": 20, "value": 0.5, "metric": "valid/recall@20"}))
-  clean = train.restore(workdir, pristine["cfg"])
+  clean = train_lib.restore(workdir, pristine["cfg"])
   assert clean.step == 20
   lib._truncate(workdir / "checkpoints" / "20" / "meta" / "metadata")
   with lib.warnings_logged() as warned:
-    restored = train.restore(workdir, pristine["cfg"])
+    restored = train_lib.restore(workdir, pristine["cfg"])
   assert restored.step == lib.LATEST
   assert any(f"{workdir / 'checkpoints' / '20'} is damaged: meta/metadata has" in w
              for w in warned), warned
@@ -121,10 +122,10 @@ def test_damaged_best_step_falls_back_to_the_newest_good_one(pristine, tmp_path)
 @pytest.mark.parametrize("garbage", ['{"step": 2', '["not", "an", "object"]', '{"value": 1}',
                                      "\udcff"])
 def test_damaged_best_json_is_ignored_with_a_warning(pristine, tmp_path, garbage):
-  path = tmp_path / train.BEST_FILE
+  path = tmp_path / loop.BEST_FILE
   path.write_bytes(garbage.encode("utf-8", "surrogateescape"))
   with lib.warnings_logged() as warned:
-    assert train.read_best(tmp_path) is None
+    assert loop.read_best(tmp_path) is None
   assert len(warned) == 1 and f"ignoring {path}, which is damaged" in warned[0], warned
 
 
@@ -143,19 +144,20 @@ def test_resumed_validated_run_keeps_its_best_step(tiny_config, tmp_path):
       raise Interrupt
 
   with pytest.raises(Interrupt):
-    train.train(cfg, tmp_path, on_log=stop_at_20, validate=lambda *_: next(values))
-  trained = train.train(cfg, tmp_path, validate=lambda *_: next(values))
+    train_lib.train(cfg, tmp_path, on_log=stop_at_20, validate=lambda *_: next(values))
+  trained = train_lib.train(cfg, tmp_path, validate=lambda *_: next(values))
   assert trained.step == 20
   steps = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
   assert steps == ["20", "30"]  # the latest (keep_checkpoints=1) and the best
-  assert train.restore(tmp_path, cfg).step == 20
+  assert train_lib.restore(tmp_path, cfg).step == 20
 
 
 KILL_SCRIPT = """
 import os, pathlib, signal, sys, time
 sys.path.insert(0, {tests!r})
 import checkpoint_faults_lib as lib
-from mmrec import checkpoint, train
+from mmrec.training import checkpoint
+from mmrec.training import two_tower as train_lib
 data_dir, workdir, mode = sys.argv[1:4]
 die = lambda: os.kill(os.getpid(), signal.SIGKILL)
 on_log = None
@@ -168,7 +170,7 @@ if mode == "after step 15":
 if mode == "while saving step 20":  # its files written, Orbax not yet done
   sums = checkpoint.file_checksums
   checkpoint.file_checksums = lambda d: die() if d.name.startswith("20.") else sums(d)
-train.train(lib.tiny_config(data_dir), workdir, on_log=on_log)
+train_lib.train(lib.tiny_config(data_dir), workdir, on_log=on_log)
 """
 
 
@@ -194,7 +196,7 @@ def read_scalars(tb_dir: pathlib.Path, tag: str) -> dict[int, float]:
 @pytest.mark.parametrize("mode", ["after step 15", "while saving step 20"])
 def test_kill_9_then_resume_is_bit_identical(pristine, tiny_data_dir, tmp_path, mode):
   workdir = tmp_path / "killed"
-  script = KILL_SCRIPT.format(tests=str(ROOT / "tests"))
+  script = KILL_SCRIPT.format(tests=str(ROOT / "tests" / "training"))
   env = {**os.environ, "PYTHONPATH": str(ROOT)}
   child = subprocess.Popen([sys.executable, "-c", script, str(tiny_data_dir), str(workdir), mode],
                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -208,7 +210,7 @@ def test_kill_9_then_resume_is_bit_identical(pristine, tiny_data_dir, tmp_path, 
     assert sorted(logged) == [5, 10, 15]
   if mode == "while saving step 20":
     assert steps == [10] and list((workdir / "checkpoints").glob("20.orbax-checkpoint-tmp*"))
-  trained = train.train(pristine["cfg"], workdir)  # resumes
+  trained = train_lib.train(pristine["cfg"], workdir)  # resumes
   assert trained.step == lib.LATEST
   assert not list((workdir / "checkpoints").glob("*.orbax-checkpoint-tmp*"))
   resumed = saved_state(workdir, pristine["target"], lib.LATEST)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from mmrec import pretrain
 from mmrec.configs import pretrain as pretrain_configs
 from mmrec.data.tokenizer import Tokenizer
+from mmrec.training import pretrain
 
 
 def test_mask_tokens_follows_bert_proportions():
@@ -113,7 +113,8 @@ def param_arrays(module):
 
 
 def test_warm_start_copies_the_pretrained_encoders_exactly(pretrained, tmp_path):
-  from mmrec import train as train_lib
+  from mmrec.training import two_tower as train_lib
+  from mmrec.training.optim import param_labels
   model, _, _ = train_lib.prepare(two_tower_config(pretrained), tmp_path)
   source, _, _ = pretrain.restore(pretrained["workdir"])
   for part in ("text", "image"):
@@ -122,7 +123,7 @@ def test_warm_start_copies_the_pretrained_encoders_exactly(pretrained, tmp_path)
     for k in ours:
       np.testing.assert_array_equal(ours[k], theirs[k])
   # The optimizer's encoder group is exactly the item tower's text and image encoders.
-  labels = dict(nnx.to_flat_state(train_lib.param_labels(nnx.state(model, nnx.Param))))
+  labels = dict(nnx.to_flat_state(param_labels(nnx.state(model, nnx.Param))))
   for path, label in labels.items():
     assert (label == "encoder") == (path[:2] in (("item_tower", "text"), ("item_tower", "image")))
   fresh, _, _ = train_lib.prepare(two_tower_config(pretrained), tmp_path, warm_start=False)
@@ -131,7 +132,7 @@ def test_warm_start_copies_the_pretrained_encoders_exactly(pretrained, tmp_path)
 
 
 def test_warm_start_names_what_does_not_fit(pretrained, tmp_path):
-  from mmrec import train as train_lib
+  from mmrec.training import two_tower as train_lib
   cfg = two_tower_config(pretrained)
   cfg.data.max_text_len = 24  # the pretrained position table has 16 rows
   with pytest.raises(ValueError, match="positions"):
@@ -149,12 +150,12 @@ class EncoderAndHead(nnx.Module):
 
 
 def test_frozen_encoders_stay_equal_for_n_steps_then_train():
-  from mmrec import train as train_lib
   from mmrec.configs import two_tower
+  from mmrec.training.optim import make_optimizer
   cfg = two_tower.get_config("tiny").train
   cfg.freeze_encoders_steps, cfg.warmup_steps, cfg.steps = 2, 1, 10
   model = EncoderAndHead()
-  optimizer = nnx.Optimizer(model, train_lib.make_optimizer(cfg), wrt=nnx.Param)
+  optimizer = nnx.Optimizer(model, make_optimizer(cfg), wrt=nnx.Param)
   grads = jax.tree.map(jnp.ones_like, nnx.state(model, nnx.Param))
   start = param_arrays(model)
   for step in range(1, 5):
@@ -168,12 +169,12 @@ def test_frozen_encoders_stay_equal_for_n_steps_then_train():
 
 
 def test_frozen_encoders_get_no_update_and_no_optimizer_state():
-  from mmrec import train as train_lib
   from mmrec.configs import two_tower
+  from mmrec.training.optim import make_optimizer
   cfg = two_tower.get_config("tiny").train
   cfg.frozen_encoders, cfg.weight_decay, cfg.warmup_steps = ("text",), 0.1, 1
   model = EncoderAndHead()
-  optimizer = nnx.Optimizer(model, train_lib.make_optimizer(cfg), wrt=nnx.Param)
+  optimizer = nnx.Optimizer(model, make_optimizer(cfg), wrt=nnx.Param)
   start = param_arrays(model)
   for _ in range(3):
     optimizer.update(model, jax.tree.map(jnp.ones_like, nnx.state(model, nnx.Param)))
@@ -186,14 +187,14 @@ def test_frozen_encoders_get_no_update_and_no_optimizer_state():
 
 
 def test_encoder_learning_rate_scale():
-  from mmrec import train as train_lib
   from mmrec.configs import two_tower
+  from mmrec.training.optim import make_optimizer
 
   cfg = two_tower.get_config("tiny").train
   cfg.encoder_lr_scale, cfg.weight_decay, cfg.warmup_steps, cfg.steps = 0.1, 0.0, 1, 10
   cfg.learning_rate, cfg.frozen_encoders = 3e-3, ()
   model = EncoderAndHead()
-  optimizer = nnx.Optimizer(model, train_lib.make_optimizer(cfg), wrt=nnx.Param)
+  optimizer = nnx.Optimizer(model, make_optimizer(cfg), wrt=nnx.Param)
   before = param_arrays(model)
   grads = jax.tree.map(lambda p: jnp.full_like(p, 0.3), nnx.state(model, nnx.Param))
   for _ in range(3):

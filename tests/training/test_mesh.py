@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from jax.sharding import AbstractMesh, AxisType, PartitionSpec as P
 
-from mmrec import parallel
 from mmrec.configs import two_tower
+from mmrec.training import mesh as mesh_lib
 
 # One train step (fit) on a 1-device mesh and on a data=2, fsdp=2, model=2 mesh of 8
 # devices, from the same initial model and batch. The optimizer is plain SGD at learning
@@ -26,10 +26,12 @@ SCRIPT = textwrap.dedent("""
     import json, sys
     import jax, numpy as np, optax
     from flax import nnx
-    from mmrec import train
-    train.make_optimizer = lambda cfg: optax.sgd(1.0)
+    from mmrec.training import loop
+    loop.make_optimizer = lambda cfg: optax.sgd(1.0)
     from mmrec.configs import two_tower
     from mmrec.data.pipeline import UserHistories, profile_batches, training_batches
+    from mmrec.training import two_tower as train_lib
+    from mmrec.training.objective import two_tower_loss
     cfg = two_tower.get_config("tiny")
     cfg.data.data_dir, workdir, objective = sys.argv[1:4]
     cfg.train.update(steps=1, warmup_steps=0, log_every=1, checkpoint_every=1, objective=objective)
@@ -39,20 +41,20 @@ SCRIPT = textwrap.dedent("""
     out = {}
     for name, (d, f, m) in {"one": (1, 1, 1), "sharded": (2, 2, 2)}.items():
       cfg.mesh.update(data=d, fsdp=f, model=m)
-      model, data, items = train.prepare(cfg, workdir)
+      model, data, items = train_lib.prepare(cfg, workdir)
       histories = UserHistories(data.splits["train"], cfg.data.history_len)
       constants = None
       if objective == "profile":
         batches = profile_batches(histories, batch_size=cfg.train.batch_size,
                                   history_len=cfg.data.history_len, holdout=0.2, seed=0)
-        constants = train.catalog_features(items)
+        constants = train_lib.catalog_features(items)
       else:
         batches = training_batches(histories, items, batch_size=cfg.train.batch_size, seed=0)
       before = {"/".join(map(str, p)): np.asarray(v.get_value()).tolist()
                 for p, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
       log = {}
-      train.fit(model, train.two_tower_loss(cfg, int(items.warm.sum())), batches, cfg,
-                f"{workdir}/{name}", on_log=lambda s, m: log.update(m), constants=constants)
+      loop.fit(model, two_tower_loss(cfg, int(items.warm.sum())), batches, cfg,
+               f"{workdir}/{name}", on_log=lambda s, m: log.update(m), constants=constants)
       flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
       out[name] = {"loss": log["loss"], "grad_norm": log["grad_norm"],
                    "before": before,
@@ -130,13 +132,13 @@ def test_parameters_are_sharded_as_the_rules_say(runs):
 
 
 def abstract_mesh(data, fsdp, model):
-  return AbstractMesh((data, fsdp, model), parallel.AXES, axis_types=(AxisType.Auto,) * 3)
+  return AbstractMesh((data, fsdp, model), mesh_lib.AXES, axis_types=(AxisType.Auto,) * 3)
 
 
 def test_optimizer_state_follows_its_parameter_and_indivisible_dims_fall_back(caplog):
   from flax import nnx
   from mmrec.models.towers import TwoTower
-  from mmrec.train import make_optimizer
+  from mmrec.training.optim import make_optimizer
   cfg = two_tower.use_next_item(two_tower.get_config("tiny"))  # the Transformer user tower
   cfg.model.use_text = True
 
@@ -146,9 +148,9 @@ def test_optimizer_state_follows_its_parameter_and_indivisible_dims_fall_back(ca
     return model, nnx.Optimizer(model, make_optimizer(cfg.train), wrt=nnx.Param)
 
   _, state = nnx.split(nnx.eval_shape(create))
-  with caplog.at_level(logging.WARNING, logger="mmrec.parallel"):
-    shardings = parallel.state_shardings(state, abstract_mesh(1, 2, 4), cfg.sharding)
-  by_path = {parallel.path_str(p): s.spec
+  with caplog.at_level(logging.WARNING, logger="mmrec.training.mesh"):
+    shardings = mesh_lib.state_shardings(state, abstract_mesh(1, 2, 4), cfg.sharding)
+  by_path = {mesh_lib.path_str(p): s.spec
              for p, s in jax.tree_util.tree_flatten_with_path(shardings)[0]}
   table = "item_tower/ids/table/embedding"  # 100 buckets: 2 (fsdp) divides, 8 (fsdp x model) not
   assert by_path[f"0/{table}"] == P("fsdp", None)
@@ -162,22 +164,22 @@ def test_optimizer_state_follows_its_parameter_and_indivisible_dims_fall_back(ca
 
 def test_mesh_shapes_and_old_configs():
   old = ml_collections.ConfigDict({"data": -1})  # configs from before fsdp/model existed
-  assert parallel.mesh_shape(old, 8) == (8, 1, 1)
-  assert parallel.mesh_shape(ml_collections.ConfigDict({"data": 2, "fsdp": -1, "model": 2}), 8) \
+  assert mesh_lib.mesh_shape(old, 8) == (8, 1, 1)
+  assert mesh_lib.mesh_shape(ml_collections.ConfigDict({"data": 2, "fsdp": -1, "model": 2}), 8) \
       == (2, 2, 2)
   with pytest.raises(ValueError, match="only one"):
-    parallel.mesh_shape(ml_collections.ConfigDict({"data": -1, "fsdp": -1}), 8)
+    mesh_lib.mesh_shape(ml_collections.ConfigDict({"data": -1, "fsdp": -1}), 8)
   with pytest.raises(ValueError, match="does not divide"):
-    parallel.mesh_shape(ml_collections.ConfigDict({"data": 3}), 8)
-  mesh = parallel.make_mesh(old)
-  assert mesh.axis_names == parallel.AXES and mesh.devices.size == jax.device_count()
+    mesh_lib.mesh_shape(ml_collections.ConfigDict({"data": 3}), 8)
+  mesh = mesh_lib.make_mesh(old)
+  assert mesh.axis_names == mesh_lib.AXES and mesh.devices.size == jax.device_count()
 
 
 def test_rule_of_wrong_rank_names_the_rule():
   rules = ml_collections.ConfigDict({"param_rules": ((r"kernel$", ("embed",)),),
                                      "logical_rules": (("embed", "fsdp"),)})
   with pytest.raises(ValueError, match="kernel"):
-    parallel.state_shardings({"a": {"kernel": jax.ShapeDtypeStruct((4, 4), np.float32)}},
+    mesh_lib.state_shardings({"a": {"kernel": jax.ShapeDtypeStruct((4, 4), np.float32)}},
                              abstract_mesh(1, 2, 1), rules)
 
 
@@ -185,8 +187,8 @@ def tiny_step_setup(**train):
   """A tiny two-tower with plain SGD (so updates are linear in the gradient), a random batch."""
   import optax
   from flax import nnx
-  from mmrec import train as train_lib
   from mmrec.models.towers import TwoTower
+  from mmrec.training.objective import two_tower_loss
   cfg = two_tower.use_next_item(two_tower.get_config("tiny"))  # a batch of (history, item)
   cfg.model.update(id_dropout=0.0, use_text=True)
   cfg.train.update(train)
@@ -200,15 +202,15 @@ def tiny_step_setup(**train):
            "image": rng.integers(0, 255, (b, 16, 16, 3), dtype=np.uint8),
            "warm": np.ones(b, bool), "log_q": np.full(b, -3.0, np.float32)}
   optimizer = nnx.Optimizer(model, optax.sgd(0.5), wrt=nnx.Param)
-  return cfg, model, optimizer, batch, train_lib.two_tower_loss(cfg)
+  return cfg, model, optimizer, batch, two_tower_loss(cfg)
 
 
 def run_step(cfg, model, optimizer, batch, loss_fn):
   from flax import nnx
-  from mmrec.train_step import make_train_step
-  mesh = parallel.make_mesh(ml_collections.ConfigDict({"data": 1}))
+  from mmrec.training.step import make_train_step
+  mesh = mesh_lib.make_mesh(ml_collections.ConfigDict({"data": 1}))
   graphdef, state = nnx.split((model, optimizer))
-  shardings = parallel.state_shardings(state, mesh, None)
+  shardings = mesh_lib.state_shardings(state, mesh, None)
   step = make_train_step(graphdef, loss_fn, cfg, mesh, shardings)
   key = jax.random.key(0)
   lowered = step.lower(state, batch, key)

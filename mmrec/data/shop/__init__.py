@@ -1,10 +1,10 @@
 """The embedded synthetic fashion shop: the project's default dataset.
 
-Items have latent attributes (`shop_vocab`), a drawn photo (`shop_images`:
+Items have latent attributes (`vocab.py`), a drawn photo (`images.py`:
 category, colour and pattern are visible) and a title and description
-(`shop_text`: material, style, brand and price tier are told only there).
+(`text.py`: material, style, brand and price tier are told only there).
 Users have latent preferences and a true affinity to every item
-(`shop_behaviour.affinity`); interactions come from a choice model mixing that
+(`behaviour.affinity`); interactions come from a choice model mixing that
 affinity with a Zipf exposure prior, so popularity is long-tailed while tail
 items still match some users well. A share of items are new: released late,
 they are to be kept out of training by the splitter.
@@ -21,8 +21,11 @@ from typing import Any
 import numpy as np
 import tqdm
 
-from mmrec.data import shop_behaviour, shop_images, shop_text, shop_vocab
 from mmrec.data.schema import Catalog, Interactions
+from mmrec.data.shop import behaviour as shop_behaviour
+from mmrec.data.shop import images as shop_images
+from mmrec.data.shop import text as shop_text
+from mmrec.data.shop import vocab as shop_vocab
 
 affinity = shop_behaviour.affinity
 ATTRIBUTES = shop_vocab.ATTRIBUTES

@@ -24,7 +24,7 @@ import ml_collections
 
 PACKAGE = "mmrec.configs"
 # String fields with a fixed set of values, checked when overridden (before any work);
-# tests/test_cli_config.py keeps them equal to the code that reads them.
+# tests/cli/test_config.py keeps them equal to the code that reads them.
 CHOICES = {
     "data.size": ("tiny", "small", "medium"),  # mmrec.configs.two_tower.SIZES
     "data.source": ("shop", "import"),

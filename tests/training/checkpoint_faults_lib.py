@@ -2,7 +2,7 @@
 (a byte flipped in array data, a file truncated or deleted, garbage in a metadata JSON),
 stray step directories, a damaged best step or best.json, and every step damaged.
 
-Used by tests/test_checkpoint_faults.py and, through `fault_summary()`, by
+Used by tests/training/test_checkpoint_faults.py and, through `fault_summary()`, by
 benchmarks/faults.py. A case passes when restore returns exactly the expected step (its
 state equal, bit for bit, to that step's undamaged state) and, when it had to skip a step,
 warned naming it; or, with no good step left, refused with a one-line CheckpointError.
@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 import jax
 import numpy as np
 
-from mmrec import checkpoint
+from mmrec.training import checkpoint
 
 STEPS, EVERY = (10, 20, 30), 10  # the saved steps of the tiny run
 LATEST, PREVIOUS = STEPS[-1], STEPS[-2]
@@ -40,9 +40,10 @@ def state_target(cfg, workdir: pathlib.Path):
   """A fresh training state of `cfg`'s model: the structure to restore into."""
   from flax import nnx
 
-  from mmrec import train
-  model, _, _ = train.prepare(cfg, workdir, warm_start=False)
-  return nnx.state((model, nnx.Optimizer(model, train.make_optimizer(cfg.train), wrt=nnx.Param)))
+  from mmrec.training import two_tower as train_lib
+  from mmrec.training.optim import make_optimizer
+  model, _, _ = train_lib.prepare(cfg, workdir, warm_start=False)
+  return nnx.state((model, nnx.Optimizer(model, make_optimizer(cfg.train), wrt=nnx.Param)))
 
 
 def leaves(state) -> list[np.ndarray]:
@@ -147,9 +148,9 @@ class _Records(logging.Handler):
 
 @contextlib.contextmanager
 def warnings_logged() -> Iterator[list[str]]:
-  """The warnings mmrec.checkpoint and mmrec.train log inside the block."""
+  """The warnings mmrec.training.checkpoint and mmrec.training.loop log inside the block."""
   handler = _Records()
-  loggers = [logging.getLogger(n) for n in ("mmrec.checkpoint", "mmrec.train")]
+  loggers = [logging.getLogger(n) for n in ("mmrec.training.checkpoint", "mmrec.training.loop")]
   for logger in loggers:
     logger.addHandler(handler)
   try:
@@ -208,9 +209,9 @@ def references(pristine: pathlib.Path, target) -> dict[int, object]:
 
 
 def train_tiny(data_dir: pathlib.Path, workdir: pathlib.Path):
-  from mmrec import train
+  from mmrec.training import two_tower as train_lib
   cfg = tiny_config(data_dir)
-  train.train(cfg, workdir)
+  train_lib.train(cfg, workdir)
   assert checkpoint.Checkpointer(workdir / "checkpoints", every=1, keep=3,
                                  read_only=True).steps() == sorted(STEPS, reverse=True)
   return cfg

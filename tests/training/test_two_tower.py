@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from mmrec import train as train_lib
 from mmrec.configs import two_tower
 from mmrec.data.pipeline import UserHistories, profile_batches, training_batches
+from mmrec.training import two_tower as train_lib
+from mmrec.training.objective import two_tower_loss
+from mmrec.training.optim import make_optimizer
 
 
 @pytest.mark.parametrize("objective", ["profile", "next_item"])
@@ -24,7 +26,7 @@ def test_training_lowers_the_loss_on_a_fixed_batch(tiny_config, tmp_path, object
     batch["catalog"] = train_lib.catalog_features(items)
   else:
     batch = training_batches(histories, items, batch_size=cfg.train.batch_size, seed=123)[0]
-  loss_fn = train_lib.two_tower_loss(cfg, int(items.warm.sum()))
+  loss_fn = two_tower_loss(cfg, int(items.warm.sum()))
   key = jax.random.key(0)
   before = float(loss_fn(model, batch, key)[0])
   trained = train_lib.train(cfg, tmp_path)
@@ -93,4 +95,4 @@ def test_frozen_encoder_never_moves_and_its_cached_features_are_exact(tiny_confi
 def test_unknown_frozen_encoder_is_named(tiny_config, tmp_path):
   tiny_config.train.frozen_encoders = ("txt",)
   with pytest.raises(ValueError, match=r"frozen_encoders: unknown \['txt'\]"):
-    train_lib.make_optimizer(tiny_config.train)
+    make_optimizer(tiny_config.train)

@@ -13,7 +13,7 @@ import re
 
 import numpy as np
 
-from mmrec.data import shop_vocab
+from mmrec.data.shop import vocab
 
 CATEGORY_WORDS = {
     "t-shirt": ("t-shirt", "tee", "t shirt", "tshirt", "crew-neck tee"),
@@ -196,8 +196,8 @@ def write_texts(attributes: dict[str, np.ndarray], rng: np.random.Generator,
   uniforms = rng.random((n, 48))
   titles, descriptions = [], []
   for i in range(n):
-    attrs = {name: shop_vocab.VALUES[name][int(attributes[name][i])]
-             for name in shop_vocab.ATTRIBUTES}
+    attrs = {name: vocab.VALUES[name][int(attributes[name][i])]
+             for name in vocab.ATTRIBUTES}
     title, description = _item_text(attrs, _Dice(uniforms[i]))
     titles.append(add_typos(title, typo_rate, typo_rng))
     descriptions.append(add_typos(description, typo_rate, typo_rng))

@@ -10,7 +10,9 @@ import pytest
 from PIL import Image
 
 from mmrec.data import shop as shop_lib
-from mmrec.data import shop_text, shop_vocab, stats
+from mmrec.data import stats
+from mmrec.data.shop import text as shop_text
+from mmrec.data.shop import vocab as shop_vocab
 
 
 @pytest.fixture(scope="module")
