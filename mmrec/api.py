@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import ml_collections
 import numpy as np
 
+from mmrec import saved_config
 from mmrec.data.schema import Catalog
 
 
@@ -32,23 +33,9 @@ class Recommendation(typing.NamedTuple):
 
 
 def read_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
-  """The config a workdir was trained with (WORKDIR/config.json), tuples restored."""
-  path = pathlib.Path(workdir) / "config.json"
-  if not path.is_file():
-    raise FileNotFoundError(f"{path} not found: is {workdir} a trained workdir "
-                            "(`mmrec train --workdir ...`)?")
-  try:
-    saved = json.loads(path.read_text(encoding="utf-8"))
-  except json.JSONDecodeError as e:
-    raise ValueError(f"{path}: not valid JSON ({e})") from e
-  return ml_collections.ConfigDict(_tuples(saved))
-
-
-def _tuples(value):
-  """JSON lists back to the config's tuples (config.json cannot tell them apart)."""
-  if isinstance(value, dict):
-    return {k: _tuples(v) for k, v in value.items()}
-  return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+  """The config a workdir was trained with (WORKDIR/config.json), tuples restored;
+  `saved_config.SavedConfigError` (a ValueError) names the file when it is damaged."""
+  return saved_config.read(workdir)
 
 
 def load(workdir: str | pathlib.Path, config: ml_collections.ConfigDict | None = None, *,

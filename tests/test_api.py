@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import mmrec
-from mmrec import jobs
+from mmrec import jobs, saved_config
 from mmrec.data.pipeline import UserHistories
 from mmrec.evaluation import evaluate as eval_lib
 from mmrec.training import embed as embed_lib
@@ -29,7 +29,7 @@ def history_of(model, user, split="test"):
 
 def test_load_reads_the_config_of_the_workdir(model, tiny_workdir):
   saved = json.loads((tiny_workdir / "config.json").read_text())
-  assert model.config.to_dict() == mmrec.api._tuples(saved)
+  assert model.config.to_dict() == saved_config.tuples(saved)
   assert model.config.model.image.channels == tuple(saved["model"]["image"]["channels"])
   assert model.step == 20 and "step 20" in repr(model)
 

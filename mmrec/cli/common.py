@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pathlib
 
+from mmrec import saved_config
 from mmrec.cli import config as config_lib
 from mmrec.cli.config import UsageError
 from mmrec.cli.registry import CONFIG, WORKDIR
@@ -50,11 +51,12 @@ def run_config():
   given explicitly. Its --config.FIELD overrides apply when RUN_OVERRIDES allows them; any
   other must repeat the trained value, else the command stops naming it."""
   import json
-  import ml_collections
-  saved = pathlib.Path(WORKDIR.value) / "config.json"
-  if CONFIG.present or not saved.exists():
+  if CONFIG.present or not (pathlib.Path(WORKDIR.value) / saved_config.FILE).exists():
     return CONFIG.value
-  config = ml_collections.ConfigDict(tuples(json.loads(saved.read_text())))
+  try:
+    config = saved_config.read(WORKDIR.value)
+  except saved_config.SavedConfigError as e:
+    raise UsageError(str(e)) from e
   for field, text in CONFIG.overrides:
     if any(field == p or field.startswith(f"{p}.") for p in RUN_OVERRIDES):
       config_lib.apply(config, [(field, text)])
@@ -66,10 +68,3 @@ def run_config():
                        f"{WORKDIR.value} (config.json has {json.dumps(has)}); retrain or drop "
                        f"the override")
   return config
-
-
-def tuples(value):
-  """JSON lists back to the config's tuples (config.json cannot tell them apart)."""
-  if isinstance(value, dict):
-    return {k: tuples(v) for k, v in value.items()}
-  return tuple(tuples(v) for v in value) if isinstance(value, list) else value

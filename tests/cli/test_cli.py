@@ -148,6 +148,24 @@ def test_user_mistakes_fail_fast_in_one_line(tmp_path, args, message):
   assert _one_line_error(out, tmp_path) == message
 
 
+@pytest.mark.parametrize("text, says", [
+    ('{"data": {', "not valid JSON at line 1, column 11 (Expecting property name enclosed in "
+                  "double quotes)"),
+    ("[1, 2]", "a JSON list, not a config object"),
+    ('{"data": {}, "model": {}, "train": 5, "eval": {}}', "section 'train' missing or not an "
+     "object (a trained workdir's config has data, model, train, eval)"),
+])
+def test_a_damaged_saved_config_is_named_in_one_line(tmp_path, text, says):
+  workdir = tmp_path / "w"
+  (workdir / "checkpoints" / "3").mkdir(parents=True)
+  (workdir / "config.json").write_text(text)
+  for command in ("evaluate", "export"):
+    out = mmrec(command, f"--workdir={workdir}", cwd=tmp_path, timeout=60)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert out.stderr.strip() == (f"mmrec {command}: {workdir}/config.json: {says}; restore it, "
+                                  "or name the config to use (--config / load(config=...))")
+
+
 def test_debug_shows_the_traceback(tmp_path):
   out = mmrec("train", "--config.train.stpes=3", "--debug", cwd=tmp_path, timeout=60)
   assert out.returncode != 0
