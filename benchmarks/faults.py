@@ -32,6 +32,7 @@ def _module(relative: str):
   sys.path.insert(0, str(path.parent))
   spec = importlib.util.spec_from_file_location(path.stem, path)
   module = importlib.util.module_from_spec(spec)
+  sys.modules[spec.name] = module  # dataclasses look their module up while it runs
   spec.loader.exec_module(module)
   return module
 
