@@ -8,7 +8,9 @@ through the jax-free client, and prints a comparison table.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import platform
 import time
 
 import ml_collections
@@ -50,12 +52,32 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
   show_queries(trained["multimodal"], config, bundle_dir)
 
   table = eval_lib.format_table(rows)
-  write_text_atomic(workdir / "comparison.json", json.dumps(rows, indent=2, sort_keys=True))
+  write_text_atomic(workdir / "comparison.json", json.dumps(rows, indent=2))  # in table order
+  seconds = time.perf_counter() - start
+  write_text_atomic(workdir / RUN_FILE, json.dumps(
+      {"seconds": round(seconds, 1), "split": config.eval.split, "machine": machine(),
+       "finished_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, indent=2))
   print(f"\n== full-ranking metrics on the {config.eval.split} split "
         f"({data.meta.get('name', '')}, {data.num_items} items, {data.num_users} users)")
   print(table)
-  print(f"\nmmrec demo finished in {time.perf_counter() - start:.0f} s; results in {workdir}")
+  print(f"\nmmrec demo finished in {seconds:.0f} s; results in {workdir}")
   return rows
+
+
+RUN_FILE = "demo_run.json"  # the run's time and machine, beside comparison.json
+
+
+def machine() -> str:
+  """Where the demo ran, in words: CPU model and count, JAX backend."""
+  import jax
+  cpu = platform.processor() or platform.machine()
+  try:
+    names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+             if line.startswith("model name")]
+    cpu = names[0] if names else cpu
+  except OSError:
+    pass
+  return f"{cpu}, {os.cpu_count()} cores, JAX {jax.__version__} on {jax.default_backend()}"
 
 
 def show_queries(trained: train_lib.Trained, config: ml_collections.ConfigDict,

@@ -18,3 +18,22 @@ def test_two_demo_runs_with_the_same_seed_print_the_same_table(tiny_config, tmp_
   assert tables[0] == tables[1]
   assert rows[0] == rows[1]  # every metric, not only the printed digits
   assert set(rows[0]) == {"popularity", "two_tower_multimodal", "two_tower_id_only"}
+  _check_readme_block(tmp_path / "b", tables[1])
+
+
+def _check_readme_block(workdir, printed):
+  """tools/readme_results.py puts the printed table, and the run's time, into the README
+  block, and leaves the rest of the README as it was."""
+  import importlib.util
+  import pathlib
+  path = pathlib.Path(__file__).resolve().parent.parent / "tools" / "readme_results.py"
+  spec = importlib.util.spec_from_file_location("readme_results", path)
+  tool = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(tool)
+  new = tool.block(workdir)
+  table = printed.split("\n", 1)[1].strip()  # the lines after the "== full-ranking" header
+  assert table in new
+  seconds = json.loads((workdir / demo.RUN_FILE).read_text())["seconds"]
+  assert f"finished in {seconds:.0f} s" in new
+  readme = f"intro\n{tool.START}\nold table\n{tool.END}\noutro\n"
+  assert tool.rewrite(readme, new) == f"intro\n{new}\noutro\n"
