@@ -243,19 +243,31 @@ def _fmt(v) -> str:
   return "-" if v is None else f"{v:.4f}"
 
 
+WITH_INTERVALS = ("recall@20", "ndcg@20", "recall@20/tail", "recall@20/cold")  # in the table
+
+
+def _cell(m: dict, key: str) -> str:
+  """The test value, with its 95% bootstrap interval over users for WITH_INTERVALS."""
+  low, high = m.get(f"{key}/ci_low"), m.get(f"{key}/ci_high")
+  if key not in WITH_INTERVALS or low is None or m.get(key) is None:
+    return _fmt(m.get(key))
+  return f"{m[key]:.4f} [{low:.3f}, {high:.3f}]"
+
+
 def markdown(result: dict) -> str:
   info = result["dataset"]
   cols = (*KEYS, "train_seconds")
   lines = [f"# Quality on {info['name']} (test split)", "",
            f"{info['users']} users, {info['items']} items, interactions {info['interactions']}, "
            f"items by group {info['items_by_group']}; split {info['split']}.", "",
-           f"Protocol: {result['protocol']}. Grids and valid metrics in the JSON.", "",
+           f"Protocol: {result['protocol']}. Grids and valid metrics in the JSON. "
+           "[low, high]: 95% bootstrap interval over test users.", "",
            "| model | params | valid recall@20 | " + " | ".join(cols) + " |",
            "|" + "---|" * (len(cols) + 3)]
   for name, m in result["models"].items():
     params = ", ".join(f"{k}={v}" for k, v in m["params"].items()) or "-"
     lines.append(f"| {name} | {params} | {_fmt(m['valid'][SELECT])} | "
-                 + " | ".join(_fmt(m.get(k)) for k in KEYS) + f" | {m['train_seconds']:.2f} |")
+                 + " | ".join(_cell(m, k) for k in KEYS) + f" | {m['train_seconds']:.2f} |")
   return "\n".join(lines) + "\n"
 
 
@@ -268,6 +280,8 @@ def write(dataset_name: str, result: dict, command: str) -> dict:
   models = dict(sorted(models.items(), key=lambda kv: list(SPECS).index(kv[0])
                        if kv[0] in SPECS else len(SPECS)))  # SPECS order, then the others
   merged = {**old, **result, "models": models}
+  if old.get("paired") and not result.get("paired", {}).get("differences"):
+    merged["paired"] = old["paired"]  # a run of one model has nothing to pair: keep the last
   RESULTS.mkdir(exist_ok=True)
   path.write_text(json.dumps(merged, indent=2) + "\n")
   path.with_suffix(".md").write_text(markdown(merged))

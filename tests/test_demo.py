@@ -37,3 +37,7 @@ def _check_readme_block(workdir, printed):
   assert f"finished in {seconds:.0f} s" in new
   readme = f"intro\n{tool.START}\nold table\n{tool.END}\noutro\n"
   assert tool.rewrite(readme, new) == f"intro\n{new}\noutro\n"
+  rows = json.loads((workdir / "comparison.json").read_text())
+  for name, m in rows.items():  # every model's recall@20 with its interval, as computed
+    assert (f"| {name} | {m['recall@20']:.4f} [{m['recall@20/ci_low']:.4f}, "
+            f"{m['recall@20/ci_high']:.4f}] |") in new

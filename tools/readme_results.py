@@ -20,11 +20,26 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 START, END = "<!-- demo-results:start -->", "<!-- demo-results:end -->"
 
 
+INTERVAL_KEYS = ("recall@20", "ndcg@20", "recall@20/tail", "recall@20/cold")
+
+
+def intervals(rows: dict[str, dict]) -> str:
+  """A markdown table of INTERVAL_KEYS with their 95% bootstrap intervals over users."""
+  lines = ["| model | " + " | ".join(INTERVAL_KEYS) + " |", "|---" * (len(INTERVAL_KEYS) + 1) + "|"]
+  for name, m in rows.items():
+    cells = [f"{m[k]:.4f} [{m[k + '/ci_low']:.4f}, {m[k + '/ci_high']:.4f}]"
+             if k + "/ci_low" in m else f"{m[k]:.4f}" for k in INTERVAL_KEYS]
+    lines.append(f"| {name} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
 def block(workdir: pathlib.Path) -> str:
-  """The README's demo block: the table as `mmrec demo` printed it, then the run."""
+  """The README's demo block: the table as `mmrec demo` printed it, the main metrics with
+  their intervals, then the run."""
   rows = json.loads((workdir / "comparison.json").read_text())
   run = json.loads((workdir / RUN_FILE).read_text())
   return (f"{START}\n```\n{format_table(rows)}\n```\n\n"
+          f"With 95% bootstrap intervals over the test users:\n\n{intervals(rows)}\n\n"
           f"`{run['split']}` split. Measured by the demo itself: finished in "
           f"{run['seconds']:.0f} s on {run['machine']} ({run['finished_at']}; written by "
           f"`tools/readme_results.py`).\n{END}")
