@@ -188,8 +188,9 @@ def main() -> None:
     rows.update(oracles(data))
   if args.only in (None, "attribute_lr"):
     for lam in (0.003, 0.01, 0.03):
-      rows[f"attribute_lr/lam={lam}"] = attribute_lr(data, lam)
-      print(name := f"attribute_lr/lam={lam}", rows[name], flush=True)
+      name = f"attribute_lr/lam={lam}"
+      rows[name] = attribute_lr(data, lam)
+      print(name, rows[name], flush=True)
   if args.only in (None, "bow"):
     x = bag_of_words(data)
     for name, options in BOW_VARIANTS.items():
