@@ -107,6 +107,11 @@ ABLATIONS = {
     "mmrec/no_early_stop": lambda name: {"train.validate_every": 0},  # the last step kept
     "mmrec/id_only": lambda name: {"model.use_bag": False, "model.use_image": False,
                                    "model.id_dropout": 0.0},
+    # the shop's recipe (two_tower.py:small), one change undone at a time; ML-100k's
+    # config already has these values (movielens.py), so run them on the shop
+    "mmrec/mlp_fusion": lambda name: {"model.fusion": "mlp"},  # LayerNorm + GELU MLP
+    "mmrec/user_ids": lambda name: {"model.user.use_ids": True},  # ID rows in the user
+    "mmrec/no_image": lambda name: {"model.use_image": False},  # text and ID only
     # item ids hashed twice into 2N rows (the earlier default) instead of one row per item
     "mmrec/hashed_ids": lambda name: {"model.id_buckets": 2 * {"ml100k": 1682, "shop": 5000}[name]},
 }

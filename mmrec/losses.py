@@ -42,28 +42,36 @@ def sampled_softmax(user: jax.Array, item: jax.Array, item_ids: jax.Array, log_q
 
 def full_softmax(user: jax.Array, catalog: jax.Array, targets: jax.Array,
                  target_mask: jax.Array, *, temperature: float = 1.0,
-                 exclude: jax.Array | None = None) -> tuple[jax.Array, dict]:
+                 exclude: jax.Array | None = None, average: str = "user"
+                 ) -> tuple[jax.Array, dict]:
   """Multinomial likelihood over the whole catalog (Mult-VAE's, Liang et al. 2018).
 
   Every item is a negative of every user, so no sampling correction is needed:
-  loss = -(1/B) sum_i (1/|T_i|) sum_{j in T_i} log softmax_j(u_i . V^T / temperature).
+  loss = -(1/B) sum_i (1/|T_i|) sum_{j in T_i} log softmax_j(u_i . V^T / temperature)
+  with `average="user"`; with "interaction", -(1/sum_i |T_i|) sum_i sum_{j in T_i} ...,
+  so that a user weighs as much as their targets (Mult-VAE's sum per user).
 
   Args:
     user: [B, D]. catalog: [N, D], every item's embedding.
     targets: int [B, T] item indices of each user's targets; target_mask: bool [B, T].
     exclude: optional bool [N], items left out of the softmax (e.g. cold items).
   Returns:
-    (mean loss over users with a target, metrics).
+    (the mean loss, metrics).
   """
+  if average not in ("user", "interaction"):
+    raise ValueError(f"train.loss_average={average!r}: choose 'user' or 'interaction'")
   logits = user @ catalog.T / temperature
   if exclude is not None:
     logits = jnp.where(exclude[None, :], _MASKED, logits)
   log_probs = jax.nn.log_softmax(logits, axis=-1)
   picked = jnp.take_along_axis(log_probs, targets, axis=1)
   m = target_mask.astype(jnp.float32)
-  per_user = -(picked * m).sum(1) / jnp.maximum(m.sum(1), 1.0)
   has = (m.sum(1) > 0).astype(jnp.float32)
-  loss = (per_user * has).sum() / jnp.maximum(has.sum(), 1.0)
+  if average == "interaction":
+    loss = -(picked * m).sum() / jnp.maximum(m.sum(), 1.0)
+  else:
+    per_user = -(picked * m).sum(1) / jnp.maximum(m.sum(1), 1.0)
+    loss = (per_user * has).sum() / jnp.maximum(has.sum(), 1.0)
   hit = ((logits.argmax(-1)[:, None] == targets) & target_mask).any(1)
   return loss, {"loss": loss, "top1_hit": (hit * has).sum() / jnp.maximum(has.sum(), 1.0)}
 

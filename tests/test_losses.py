@@ -126,9 +126,10 @@ def test_sigmoid_contrastive_matches_reference():
   np.testing.assert_allclose(float(loss), total / b, rtol=1e-5)
 
 
-def reference_full_softmax(user, catalog, targets, mask, temperature, exclude):
-  """Per user: the mean over its targets of -log softmax over the non-excluded items."""
-  per_user = []
+def reference_full_softmax(user, catalog, targets, mask, temperature, exclude, average="user"):
+  """Per user: the mean over its targets of -log softmax over the non-excluded items,
+  averaged over users ("user") or every target's term averaged ("interaction")."""
+  per_user, every = [], []
   for i in range(len(user)):
     picked = [t for t, m in zip(targets[i], mask[i]) if m]
     if not picked:
@@ -138,10 +139,12 @@ def reference_full_softmax(user, catalog, targets, mask, temperature, exclude):
     zs = np.array(list(z.values()))
     log_norm = zs.max() + np.log(np.exp(zs - zs.max()).sum())
     per_user.append(np.mean([log_norm - z[t] for t in picked]))
-  return np.mean(per_user)
+    every += [log_norm - z[t] for t in picked]
+  return np.mean(per_user) if average == "user" else np.mean(every)
 
 
-def test_full_softmax_matches_reference():
+@pytest.mark.parametrize("average", ["user", "interaction"])
+def test_full_softmax_matches_reference(average):
   rng = np.random.default_rng(1)
   b, n, d = 5, 11, 4
   user = rng.normal(size=(b, d)).astype(np.float32)
@@ -152,8 +155,9 @@ def test_full_softmax_matches_reference():
   mask = np.array([[1, 1, 0], [1, 0, 0], [0, 0, 0], [1, 1, 1], [0, 1, 0]], bool)  # user 2: none
   loss, metrics = losses.full_softmax(jnp.asarray(user), jnp.asarray(catalog),
                                       jnp.asarray(targets), jnp.asarray(mask),
-                                      temperature=0.7, exclude=jnp.asarray(exclude))
-  expected = reference_full_softmax(user, catalog, targets, mask, 0.7, exclude)
+                                      temperature=0.7, exclude=jnp.asarray(exclude),
+                                      average=average)
+  expected = reference_full_softmax(user, catalog, targets, mask, 0.7, exclude, average)
   np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
   assert 0.0 <= float(metrics["top1_hit"]) <= 1.0
 

@@ -117,9 +117,11 @@ def get_config(arg: str = "small") -> ml_collections.ConfigDict:
   c.model.use_bag, c.model.use_text = True, False
   c.model.use_image = c.model.use_id = True
   c.model.normalize = True  # L2-normalised towers (scores are cosines / temperature)
+  # item tower: "linear" (one map of the concatenated parts) or "mlp" (LayerNorm, GELU MLP)
+  c.model.fusion = "linear"
   # a learned item bias as one more embedding coordinate (the user's is 1): the score is
   # cosine / temperature + bias, still one dot product (mmrec.models.towers.item_dim)
-  c.model.item_bias = False
+  c.model.item_bias = True
   c.model.text = dict(  # mmrec.models.text.TextEncoder options (BERT: see MINILM_TEXT)
       width=32 if tiny else 64, layers=1 if tiny else 2, heads=2 if tiny else 4,
       mlp_dim=64 if tiny else 128, max_positions=0, type_vocab_size=0, embed_norm=False,
@@ -131,8 +133,9 @@ def get_config(arg: str = "small") -> ml_collections.ConfigDict:
   # kind: "sequence" (a Transformer over the last data.history_len items) or "profile"
   # (the whole profile pooled, mmrec.models.towers.ProfileTower; layers/heads unused)
   # mlp_dim 0: a linear profile tower (docs/quality.md); layers/heads: the sequence kind's
+  # use_ids (profile): each history item's own ID row in the user, besides its item embedding
   c.model.user = dict(kind="profile", width=32 if tiny else 128, layers=1,
-                      heads=2 if tiny else 4, mlp_dim=0)
+                      heads=2 if tiny else 4, mlp_dim=0, use_ids=False)
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 64 if tiny else 128  # users (profile) or interactions (next_item)
@@ -151,6 +154,7 @@ def get_config(arg: str = "small") -> ml_collections.ConfigDict:
   c.train.objective = "profile"
   c.train.holdout = 0.2  # profile: share of each profile held out as targets per step
   c.train.targets = "held_out"  # profile: predict the held-out items, or "all" (Mult-DAE)
+  c.train.loss_average = "interaction"  # profile: mean over targets, or "user" (over users)
   c.train.uniform_negatives = 0  # next_item: extra negatives drawn uniformly per batch
   c.train.validate_every = 20 if tiny else 200  # >0: valid recall@20 every N steps, the best kept
   c.train.patience = 5  # validations without a new best before stopping (0: never)

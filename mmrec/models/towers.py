@@ -80,11 +80,31 @@ class TokenBag(nnx.Module):
     return bag @ table
 
 
+class FeatureStats(nnx.Variable):
+  """Per-dimension standardisation of a frozen encoder's outputs [2, F]: row 0 the
+  catalog mean, row 1 the scale 1 / (std sqrt(F)) (unit norm on average; std floored). Identity
+  (0, 1) until fitted: random-init CNN features share a large common component
+  that, fed raw to the fusion, crowds every item into one direction (docs/quality.md)."""
+
+
+def feature_stats(features: np.ndarray) -> np.ndarray:
+  """FeatureStats values fitted to `features` [N, F] (the whole catalog)."""
+  x = np.asarray(features, np.float64)
+  std = x.std(0)  # floored: a dimension constant over the catalog is not blown up
+  scale = 1.0 / (np.maximum(std, 1e-2 * std.mean() + 1e-12) * np.sqrt(x.shape[1]))
+  return np.stack([x.mean(0), scale]).astype(np.float32)
+
+
+def _identity_stats(width: int) -> FeatureStats:
+  return FeatureStats(jnp.stack([jnp.zeros(width), jnp.ones(width)]))
+
+
 class ItemTower(nnx.Module):
   """Item features -> embedding (L2-normalised when `cfg.normalize`).
 
   Each enabled modality is projected to `embed_dim`; the concatenation goes
-  through an MLP. With `cfg.item_bias` the MLP has one more output, the item's
+  through a LayerNorm and a GELU MLP (`fusion="mlp"`) or one linear map
+  (`fusion="linear"`: the item is then linear in its features). With `cfg.item_bias` the MLP has one more output, the item's
   bias, kept out of the normalisation (`item_dim`): a popularity the item's ID
   and content predict, so cosines need not encode it. The ID path is multiplied by `id_keep` so that cold items
   (and, in training, a random share of warm ones) are embedded from content.
@@ -107,17 +127,25 @@ class ItemTower(nnx.Module):
     if self.use_text:
       self.text = TextEncoder(vocab_size, max_text_len, **cfg.text, rngs=rngs)
       self.text_proj = nnx.Linear(self.text.width, d, rngs=rngs)
+      self.text_stats = _identity_stats(self.text.width)
       parts += 1
     if self.use_image:
       self.image = ImageEncoder(cfg.image.channels, rngs=rngs)
       self.image_proj = nnx.Linear(self.image.out_features, d, rngs=rngs)
+      self.image_stats = _identity_stats(self.image.out_features)
       parts += 1
     if self.use_id:
       self.ids = HashedEmbed(id_buckets, d, exact=exact, rngs=rngs)
       parts += 1
-    self.norm = nnx.LayerNorm(parts * d, rngs=rngs)
-    self.mlp_in = nnx.Linear(parts * d, 2 * d, rngs=rngs)
-    self.mlp_out = nnx.Linear(2 * d, item_dim(cfg), rngs=rngs)
+    self.fusion = cfg.get("fusion", "mlp")
+    if self.fusion == "linear":
+      self.linear = nnx.Linear(parts * d, item_dim(cfg), rngs=rngs)
+    elif self.fusion == "mlp":
+      self.norm = nnx.LayerNorm(parts * d, rngs=rngs)
+      self.mlp_in = nnx.Linear(parts * d, 2 * d, rngs=rngs)
+      self.mlp_out = nnx.Linear(2 * d, item_dim(cfg), rngs=rngs)
+    else:
+      raise ValueError(f"model.fusion={self.fusion!r}: choose 'mlp' or 'linear'")
 
   def __call__(self, item: jax.Array, tokens: jax.Array, image: jax.Array, id_keep: jax.Array,
                encoded: Mapping[str, jax.Array] | None = None) -> jax.Array:
@@ -131,18 +159,27 @@ class ItemTower(nnx.Module):
     encoded = encoded or {}
     parts = {"bag": self.bag(tokens)} if self.use_bag else {}
     if self.use_text:
-      parts["text"] = self.text_proj(encoded["text"] if "text" in encoded else self.text(tokens))
+      text = encoded["text"] if "text" in encoded else self.text(tokens)
+      parts["text"] = self.text_proj(self.standardized("text", text))
     if self.use_image:
-      parts["image"] = self.image_proj(encoded["image"] if "image" in encoded
-                                       else self.image(image))
+      pixels = encoded["image"] if "image" in encoded else self.image(image)
+      parts["image"] = self.image_proj(self.standardized("image", pixels))
     if self.use_id:
       parts["id"] = self.ids(item) * id_keep[:, None].astype(jnp.float32)
     return parts
 
+  def standardized(self, part: str, features: jax.Array) -> jax.Array:
+    """An encoder's outputs through its FeatureStats (identity unless fitted)."""
+    stats = getattr(self, f"{part}_stats")[...]
+    return (features - stats[0]) * stats[1]
+
   def fuse(self, parts: list[jax.Array]) -> jax.Array:
     """The item embedding from the modality parts (`modality_parts`' order)."""
-    x = self.norm(jnp.concatenate(parts, axis=-1))
-    x = self.mlp_out(jax.nn.gelu(self.mlp_in(x)))
+    x = jnp.concatenate(parts, axis=-1)
+    if self.fusion == "linear":
+      x = self.linear(x)
+    else:
+      x = self.mlp_out(jax.nn.gelu(self.mlp_in(self.norm(x))))
     if not self.normalize:
       return x
     if self.bias:
@@ -174,8 +211,9 @@ class ItemCache(nnx.Variable):
 class ProfileTower(nnx.Module):
   """A user's whole profile (a set of items, order ignored) -> user embedding.
 
-  Each item of the profile is its own ID embedding plus a projection of its
-  item-tower embedding; their sum over the profile, scaled by 1/sqrt(size) as
+  Each item of the profile is a projection of its item-tower embedding, plus its own
+  ID embedding unless `user.use_ids` is False (free per-item rows that overfit a
+  sparse catalog: docs/quality.md); their sum over the profile, scaled by 1/sqrt(size) as
   Mult-VAE normalises its input, plus a learned prior (what an empty profile gets),
   goes through a two-layer tanh MLP, or a linear map when `user.mlp_dim` is 0
   (Mult-DAE's input dropout is the training objective's: `profile_batches`). The output is L2-normalised when
@@ -186,8 +224,9 @@ class ProfileTower(nnx.Module):
                rngs: nnx.Rngs):
     u = cfg.user
     self.normalize = cfg.get("normalize", True)
-    self.bias = bool(cfg.get("item_bias", False))
-    self.ids = HashedEmbed(id_buckets, u.width, exact=exact, rngs=rngs)
+    self.bias, self.exact = bool(cfg.get("item_bias", False)), exact
+    self.ids = (HashedEmbed(id_buckets, u.width, exact=exact, rngs=rngs)
+                if u.get("use_ids", True) else None)
     self.from_items = nnx.Linear(item_dim(cfg), u.width, rngs=rngs)
     self.prior = nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (u.width,)))
     # mlp_dim 0: linear (the score is then a low-rank item-item model, as EASE is full-rank)
@@ -199,7 +238,8 @@ class ProfileTower(nnx.Module):
     """history_items: [B, H, D] item-tower embeddings of the history (treated as constants
     unless the caller passes them with a gradient, as full-catalog training does)."""
     m = history_mask[..., None].astype(history_items.dtype)
-    return self.from_sums((self.ids(history) * m).sum(1), (history_items * m).sum(1), m.sum(1))
+    id_sum = (self.ids(history) * m).sum(1) if self.ids is not None else 0.0
+    return self.from_sums(id_sum, (history_items * m).sum(1), m.sum(1))
 
   def from_catalog(self, history: jax.Array, history_mask: jax.Array,
                    catalog: jax.Array) -> jax.Array:
@@ -210,7 +250,8 @@ class ProfileTower(nnx.Module):
     rows = jnp.broadcast_to(jnp.arange(b)[:, None], history.shape)
     counts = jnp.zeros((b, n), catalog.dtype).at[rows, history].add(
         history_mask.astype(catalog.dtype))
-    id_sum = counts @ self.ids.table.embedding[...][:n]  # exact: row j is item j
+    id_sum = (counts @ self.ids.table.embedding[...][:n]  # exact: row j is item j
+              if self.ids is not None else 0.0)
     return self.from_sums(id_sum, counts @ catalog, counts.sum(1, keepdims=True))
 
   def from_sums(self, id_sum: jax.Array, item_sum: jax.Array, count: jax.Array) -> jax.Array:
@@ -294,7 +335,7 @@ class TwoTower(nnx.Module):
     [N, D] when given (full-catalog training, with gradient), else the item cache."""
     table = self.item_cache[...] if catalog is None else catalog
     tower, history = self.user_tower, batch["history"]
-    if (catalog is not None and isinstance(tower, ProfileTower) and tower.ids.exact
+    if (catalog is not None and isinstance(tower, ProfileTower) and tower.exact
         and history.shape[0] * catalog.shape[0] <= DENSE_MAX):
       return tower.from_catalog(history, batch["history_mask"], catalog)
     return tower(history, batch["history_mask"], table[history])

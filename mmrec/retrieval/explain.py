@@ -76,7 +76,8 @@ def linear_profile_arrays(model: TwoTower) -> dict[str, np.ndarray] | None:
   proj_bias = host(tower.proj.bias) if tower.proj.bias is not None else 0.0
   item_bias = host(tower.from_items.bias) if tower.from_items.bias is not None else 0.0
   num_items = model.item_cache[...].shape[0]
-  ids = np.asarray(jax.device_get(tower.ids(jnp.arange(num_items + 1))), np.float64)
+  ids = (np.asarray(jax.device_get(tower.ids(jnp.arange(num_items + 1))), np.float64)
+         if tower.ids is not None else np.zeros((num_items + 1, from_items.shape[1])))
   return {"item": ((ids + item_bias) @ proj).astype(np.float32),
           "map": (from_items @ proj).astype(np.float32),
           "prior": (host(tower.prior) @ proj + proj_bias).astype(np.float32)}

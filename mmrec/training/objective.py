@@ -45,7 +45,8 @@ def two_tower_loss(config: ml_collections.ConfigDict, num_warm: int = 0) -> Loss
       users = mesh_lib.constrain_batch(model.embed_users(batch, catalog=items).astype(jnp.float32))
       return losses.full_softmax(users, items, batch["targets"], batch["target_mask"],
                                  temperature=cfg.temperature,
-                                 exclude=~catalog["warm"])
+                                 exclude=~catalog["warm"],
+                                 average=cfg.get("loss_average", "user"))
     return profile_loss
 
   def loss_fn(model: TwoTower, batch: dict, key: jax.Array):

@@ -10,6 +10,7 @@ import pathlib
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
@@ -18,7 +19,7 @@ from mmrec.data import sources
 from mmrec.data.pipeline import ItemTable, UserHistories, profile_batches, training_batches
 from mmrec.data.schema import RecDataset
 from mmrec.files import copy_atomic, write_text_atomic
-from mmrec.models.towers import ENCODED_KEYS, TwoTower, encode_all
+from mmrec.models.towers import ENCODED_KEYS, TwoTower, encode_all, feature_stats
 from mmrec.training import mesh as mesh_lib
 from mmrec.training import warm_start as warm_start_lib
 from mmrec.training.checkpoint import CheckpointError, Checkpointer
@@ -63,15 +64,21 @@ def model_inputs(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   return data, sources.item_table(data, config.data, with_images=config.model.use_image)
 
 
-def with_frozen_features(model: TwoTower, items: ItemTable,
-                         cfg: ml_collections.ConfigDict) -> ItemTable:
+def with_frozen_features(model: TwoTower, items: ItemTable, cfg: ml_collections.ConfigDict,
+                         *, fit_stats: bool = False) -> ItemTable:
   """`items` plus the outputs of the encoders in `cfg.frozen_encoders` for every item,
   computed once: their weights never change, so the item tower reads these instead
-  of running them (a frozen 22M-parameter MiniLM costs one pass over the catalog)."""
+  of running them (a frozen 22M-parameter MiniLM costs one pass over the catalog).
+  `fit_stats` (a new training run): each frozen encoder's `FeatureStats` are fitted to
+  this catalog; a restored model keeps its checkpoint's."""
   inputs = {"text": items.tokens, "image": items.image}
-  encoded = {ENCODED_KEYS[part]: encode_all(getattr(model.item_tower, part), inputs[part])
-             for part in frozen_encoders(cfg) if hasattr(model.item_tower, part)}
-  return dataclasses.replace(items, encoded=encoded)
+  tower = model.item_tower
+  parts = [part for part in frozen_encoders(cfg) if hasattr(tower, part)]
+  encoded = {part: encode_all(getattr(tower, part), inputs[part]) for part in parts}
+  if fit_stats:
+    for part, features in encoded.items():
+      getattr(tower, f"{part}_stats")[...] = jnp.asarray(feature_stats(features))
+  return dataclasses.replace(items, encoded={ENCODED_KEYS[p]: v for p, v in encoded.items()})
 
 
 Validate = Callable[[TwoTower, RecDataset, ItemTable], float]  # higher is better
@@ -90,7 +97,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   if jax.process_index() == 0:
     write_text_atomic(workdir / "config.json", config.to_json_best_effort(indent=2))
   model, data, items = prepare(config, workdir, data=data)
-  items = with_frozen_features(model, items, cfg)
+  items = with_frozen_features(model, items, cfg, fit_stats=True)  # resuming: replaced
   if jax.process_index() == 0:  # checkpoints come with the model's tokenizer
     copy_atomic(sources.tokenizer_path(data, config.data), workdir / "tokenizer.json")
   mesh = mesh_lib.make_mesh(config.mesh)

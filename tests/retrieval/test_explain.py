@@ -25,8 +25,9 @@ def _config(tiny_data_dir, item_bias=False, **user):
   return cfg
 
 
-def _export(tiny_data_dir, tmp, item_bias=False):
-  cfg = _config(tiny_data_dir, item_bias)
+def _export(tiny_data_dir, tmp, item_bias=False, fusion="mlp", **user):
+  cfg = _config(tiny_data_dir, item_bias, **user)
+  cfg.model.fusion = fusion
   model, data, items = train_lib.prepare(cfg, tmp)
   trained = train_lib.Trained(model, data, items, step=0)
   return trained, jobs.export(trained, cfg, tmp / "bundle")
@@ -39,8 +40,10 @@ def exported(tiny_data_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exported_with_bias(tiny_data_dir, tmp_path_factory):
-  """A model with `model.item_bias`: one more coordinate, the user's 1 times the item's bias."""
-  return _export(tiny_data_dir, tmp_path_factory.mktemp("explain_bias"), item_bias=True)
+  """A model with `model.item_bias` (one more coordinate, the user's 1 times the item's
+  bias), a linear item tower and no ID rows in the user tower."""
+  return _export(tiny_data_dir, tmp_path_factory.mktemp("explain_bias"), item_bias=True,
+                 fusion="linear", use_ids=False)
 
 
 def _histories(trained, count=4, length=6):

@@ -53,14 +53,17 @@ def test_feed_items_are_embedded_added_and_removed(tmp_path, tiny_config):
   catalog, images = new_items.read_feed(feed)
   assert catalog.item_id.tolist() == ["new-1", "new-2"] and images == ["red.png", ""]
   emb = new_items.embed(trained, tiny_config, catalog)
-  np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-4)
-  assert emb.shape == (2, tiny_config.model.embed_dim)
+  d = tiny_config.model.embed_dim  # then the item's bias, with model.item_bias
+  np.testing.assert_allclose(np.linalg.norm(emb[:, :d], axis=1), 1.0, rtol=1e-4)
+  assert emb.shape == (2, d + tiny_config.model.item_bias)
 
   reports = jobs.update_bundle(trained, tiny_config, bundle_dir, add_feed=str(feed))
   assert reports[0]["added"] == 2 and reports[0]["version"] == 2
   bundle = load_bundle(bundle_dir)
   assert bundle.metadata["title"][-2:] == ["Red linen dress", "Blue canvas tote bag"]
-  ids, _ = bundle.search(emb, 1)
+  query = emb.copy()
+  query[:, d:] = 0.0  # the cosine alone (no item bias): each new item is its own best match
+  ids, _ = bundle.search(query, 1)
   assert ids[:, 0].tolist() == ["new-1", "new-2"]
   np.testing.assert_allclose(bundle.embeddings[-2:], emb, rtol=1e-6)
 

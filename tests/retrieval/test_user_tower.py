@@ -66,7 +66,9 @@ def test_tower_survives_updates_and_reads_added_items(exported):
   assert bundle.has_user_tower and bundle.version == 3
   users = bundle.embed_histories([[first, "added-1"], [first]])
   assert users.shape == (2, bundle.dimension) and np.isfinite(users).all()
-  np.testing.assert_allclose(np.linalg.norm(users, axis=1), 1.0, rtol=1e-4)
+  d = bundle.dimension - bundle.manifest["explain"]["user_tower"]["item_bias"]
+  np.testing.assert_allclose(np.linalg.norm(users[:, :d], axis=1), 1.0, rtol=1e-4)
+  np.testing.assert_array_equal(users[:, d:], 1.0)  # the weight of the item's bias
   assert not np.allclose(users[0], users[1])
 
 

@@ -87,9 +87,21 @@ def test_frozen_encoder_never_moves_and_its_cached_features_are_exact(tiny_confi
   uncached = {k: v for k, v in items.features(everything).items() if k != "text_features"}
   np.testing.assert_allclose(trained.model.embed_catalog(items.features(everything)),
                              trained.model.embed_catalog(uncached), atol=1e-5)
+  # Frozen features are standardised over the catalog (numpy): zero mean, and a norm of 1
+  # on average; the restored model keeps the trained run's statistics.
+  x = items.encoded["text_features"].astype(np.float64)
+  z = np.asarray(tower.standardized("text", items.encoded["text_features"]), np.float64)
+  std = np.maximum(x.std(0), 1e-2 * x.std(0).mean())
+  np.testing.assert_allclose(z, (x - x.mean(0)) / (std * np.sqrt(x.shape[1])),
+                             rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(z.mean(0), 0.0, atol=1e-5)
+  assert (z ** 2).sum(1).mean() <= 1.0 + 1e-3  # 1 unless a floored dimension is in it
   restored = train_lib.restore(tmp_path, cfg)
   np.testing.assert_array_equal(restored.items.encoded["text_features"],
                                 items.encoded["text_features"])
+  np.testing.assert_array_equal(restored.model.item_tower.text_stats[...], tower.text_stats[...])
+  np.testing.assert_array_equal(initial.item_tower.image_stats[...][1], 1.0)  # trained: identity
+  np.testing.assert_array_equal(tower.image_stats[...][1], 1.0)
 
 
 def test_unknown_frozen_encoder_is_named(tiny_config, tmp_path):
