@@ -60,7 +60,7 @@ def test_recommend_explains_without_jax(bundle_dir):
     assert e["method"] == "linear_profile" and e["exact"]
     assert len(e["history"]) == 3 and {h["id"] for h in e["history"]} <= set(history)
     total = (sum(h["contribution"] for h in e["history"]) + e["other_history"] + e["prior"]
-             + e["popularity"])
+             + e["item_bias"] + e["popularity"])
     assert total == pytest.approx(item["score"], abs=1e-5)
     assert item["score"] == pytest.approx(float(score), abs=1e-5)
     assert set(e["modalities"]) == {"text", "image", "id", "base"}

@@ -88,7 +88,9 @@ def test_sharded_step_matches_one_device(runs):
   for name, before in one["before"].items():
     grad_one = np.subtract(before, one["params"][name])  # SGD at lr 1: the step is -grad
     grad_sharded = np.subtract(before, sharded["params"][name])
-    np.testing.assert_allclose(grad_sharded, grad_one, rtol=1e-4, atol=1e-6, err_msg=name)
+    # atol: float32 noise of a gradient that is 0 in exact arithmetic (a conv bias before
+    # its GroupNorm) reaches a few 1e-6 on a sharded sum
+    np.testing.assert_allclose(grad_sharded, grad_one, rtol=1e-4, atol=1e-5, err_msg=name)
     real, total = real + (np.abs(grad_one) > 1e-6).sum(), total + grad_one.size
   assert real > 0.1 * total, (real, total)  # (embedding rows not in the batch get no gradient)
 
@@ -97,7 +99,6 @@ def test_sharded_step_matches_one_device(runs):
 # mmrec/configs/two_tower.py (tiny sizes: width 32, 2 heads of 16, mlp 64, embed_dim 32).
 ITEM_TOWER = {
     "item_tower/ids/table/embedding": ("('fsdp', 'model')", "None"),
-    "user_tower/ids/table/embedding": ("('fsdp', 'model')", "None"),
     "item_tower/text/tokens/embedding": ("('fsdp', 'model')", "None"),
     "item_tower/bag/tokens/embedding": ("('fsdp', 'model')", "None"),
     "item_tower/text/encoder/blocks/0/attn/query/kernel": ("fsdp", "model", "None"),
@@ -107,9 +108,11 @@ ITEM_TOWER = {
 PROFILE_TOWER = {
     "user_tower/prior": (),
     "user_tower/proj/kernel": ("fsdp", "None"),
-    "user_tower/from_items/kernel": ("fsdp", "None"),
+    # 33 rows (embed_dim + the item-bias coordinate) do not split over fsdp=2: replicated
+    "user_tower/from_items/kernel": ("None", "None"),
 }
-SEQUENCE_TOWER = {
+SEQUENCE_TOWER = {  # (the shop's profile tower has no ID rows: model.user.use_ids)
+    "user_tower/ids/table/embedding": ("('fsdp', 'model')", "None"),
     "user_tower/encoder/blocks/0/attn/value/kernel": ("fsdp", "model", "None"),
     "user_tower/encoder/blocks/0/mlp_in/kernel": ("fsdp", "model"),
     "user_tower/encoder/blocks/0/mlp_out/kernel": ("model", "fsdp"),
