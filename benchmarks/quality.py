@@ -109,7 +109,7 @@ ABLATIONS = {
                                    "model.id_dropout": 0.0},
     # the shop's recipe (two_tower.py:small), one change undone at a time; ML-100k's
     # config already has these values (movielens.py), so run them on the shop
-    "mmrec/mlp_fusion": lambda name: {"model.fusion": "mlp"},  # LayerNorm + GELU MLP
+    "mmrec/linear_fusion": lambda name: {"model.fusion": "linear"},  # one linear map
     "mmrec/user_ids": lambda name: {"model.user.use_ids": True},  # ID rows in the user
     "mmrec/no_image": lambda name: {"model.use_image": False},  # text and ID only
     # item ids hashed twice into 2N rows (the earlier default) instead of one row per item

@@ -117,8 +117,8 @@ def get_config(arg: str = "small") -> ml_collections.ConfigDict:
   c.model.use_bag, c.model.use_text = True, False
   c.model.use_image = c.model.use_id = True
   c.model.normalize = True  # L2-normalised towers (scores are cosines / temperature)
-  # item tower: "linear" (one map of the concatenated parts) or "mlp" (LayerNorm, GELU MLP)
-  c.model.fusion = "linear"
+  # item tower: "mlp" (LayerNorm, GELU MLP) or "linear" (one map of the concatenated parts)
+  c.model.fusion = "mlp"
   # a learned item bias as one more embedding coordinate (the user's is 1): the score is
   # cosine / temperature + bias, still one dot product (mmrec.models.towers.item_dim)
   c.model.item_bias = True
