@@ -146,6 +146,9 @@ class ItemTower(nnx.Module):
       self.mlp_out = nnx.Linear(2 * d, item_dim(cfg), rngs=rngs)
     else:
       raise ValueError(f"model.fusion={self.fusion!r}: choose 'mlp' or 'linear'")
+    if self.bias:  # the bias starts at zero: no random per-item offset before training
+      out = self.linear if self.fusion == "linear" else self.mlp_out
+      out.kernel[...] = out.kernel[...].at[:, -1].set(0.0)
 
   def __call__(self, item: jax.Array, tokens: jax.Array, image: jax.Array, id_keep: jax.Array,
                encoded: Mapping[str, jax.Array] | None = None) -> jax.Array:

@@ -33,6 +33,7 @@ def test_item_embeddings_are_unit_norm_and_ignore_dropped_ids():
   d = cfg.model.embed_dim  # then the item's bias (model.item_bias), outside the norm
   assert emb.shape[-1] == d + cfg.model.item_bias
   np.testing.assert_allclose(np.linalg.norm(emb[:, :d], axis=-1), 1.0, rtol=1e-5)
+  np.testing.assert_array_equal(emb[:, d:], 0.0)  # untrained, no item is favoured
   other = dict(batch, item=jnp.array([7, 8, 9], jnp.int32))  # same content, other ids
   emb2 = model.embed_items(other, keep)
   np.testing.assert_allclose(emb2[2], emb[2], atol=1e-6)  # ID dropped: only content counts
