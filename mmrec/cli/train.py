@@ -15,7 +15,12 @@ from mmrec.cli.start import start
 def _train():
   """Train the two-tower model (resumes from WORKDIR/checkpoints)."""
   from mmrec import jobs
+  from mmrec.training import warm_start
   config, log = CONFIG.value, LastLog()
+  try:  # before the dataset is built
+    warm_start.check_sources(config.model.warm_start)
+  except FileNotFoundError as e:
+    raise UsageError(str(e)) from e
   say("train", "loading the dataset (built on first use), building the model and compiling "
       "the train step; step 1 starts once it is compiled ...")
   trained = jobs.train(config, WORKDIR.value, on_log=log)
@@ -50,13 +55,13 @@ def _pretrain():
 
 
 @command("compile", uses=("config",), checks_first=True,
-         example="mmrec compile --config tpu_configs/v5e_16.py   # from the repo root")
+         example="mmrec compile --config tpu:v5e_16,tiny")
 def _compile():
   """Compile the train step ahead of time for the config's TPU topology (a CPU is enough)."""
   config = CONFIG.value
   if "tpu" not in config:
     raise UsageError(f"--config {CONFIG_SPEC.value} has no `tpu` block; give a TPU config, "
-                     f"e.g. --config tpu_configs/v5e_16.py")
+                     f"e.g. --config tpu:v5e_16")
   start(distributed=False)
   import jax
   jax.config.update("jax_platforms", "cpu")  # the TPU devices come from libtpu's topology

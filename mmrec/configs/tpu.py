@@ -1,4 +1,7 @@
-"""Shared pieces of the TPU configs in tpu_configs/: tower sizes, chip specs, the base config.
+"""The TPU configs: `--config tpu:TARGET[,SIZE]` (e.g. `tpu:v5e_16,tiny`), from any directory.
+
+TARGETS holds each slice type's topology, mesh and global batch; `tpu_configs/TARGET.py`
+names the same config by file, for the launch script (tools/tpu_launch.sh).
 
 A TPU config is the two-tower config plus a `tpu` block (topology for
 `mmrec compile`, chip type) and the mesh and global batch of its target.
@@ -65,4 +68,41 @@ def base_config(*, size: str, chip: str, topology: str, num_slices: int = 1,
   c.tpu = ml_collections.ConfigDict(dict(
       chip=chip, topology=topology, num_slices=num_slices,
       topology_kwargs=dict(topology_kwargs or {}), **CHIPS[chip]))
+  return c
+
+
+# Per target: chip, topology, slices, libtpu topology options, mesh (data, fsdp, model),
+# global batch (each host reads batch / hosts), micro-batches, default tower size.
+TARGETS = {
+    "v4_8": dict(chip="v4", topology="v4:2x2x1", slices=1, mesh=(1, 4, 1), batch=4096,
+                 # 1 device per chip
+                 topology_kwargs=dict(chip_config_name="megacore", chips_per_host_bounds=(2, 2, 1)),
+                 size="base"),
+    "v5e_16": dict(chip="v5e", topology="v5e:4x4", slices=1, mesh=(1, 16, 1), batch=8192,
+                   size="base"),
+    # 16 GiB chips: the large towers at 1024 examples per chip need ~57 GiB of temporaries;
+    # 8 micro-batches (in-batch negatives: batch / 8, see docs/scaling.md); 4 needed 19.6 GiB
+    "v5e_256": dict(chip="v5e", topology="v5e:16x16", slices=1, mesh=(1, 64, 4), batch=65536,
+                    grad_accum_steps=8, size="large"),
+    "v5e_256x2": dict(chip="v5e", topology="v5e:16x16", slices=2, mesh=(2, 64, 4),
+                      batch=131072, grad_accum_steps=8, size="large"),
+    # the large towers at 2048 examples per chip need ~110 GiB: 2 micro-batches
+    "v5p_128": dict(chip="v5p", topology="v5p:4x4x4", slices=1, mesh=(1, 16, 4), batch=32768,
+                    grad_accum_steps=2, size="large"),
+}
+
+
+def get_config(arg: str = "v5e_16") -> ml_collections.ConfigDict:
+  """`TARGET[,SIZE]`: the two-tower for a TPU target (TARGETS) with SIZE towers (TOWERS)."""
+  target, _, size = arg.partition(",")
+  if target not in TARGETS:
+    raise ValueError(f"unknown TPU target {target!r} in config arg {arg!r}; choose from "
+                     f"{list(TARGETS)}")
+  t = TARGETS[target]
+  c = base_config(size=size or t["size"], chip=t["chip"], topology=t["topology"],
+                  num_slices=t["slices"], topology_kwargs=t.get("topology_kwargs", {}))
+  c.mesh.data, c.mesh.fsdp, c.mesh.model = t["mesh"]
+  c.mesh.slices = t["slices"]
+  c.train.batch_size = t["batch"]
+  c.train.grad_accum_steps = t.get("grad_accum_steps", 1)
   return c

@@ -1,6 +1,6 @@
 """Ahead-of-time compilation of the real train step for a TPU topology, on a CPU machine.
 
-`mmrec compile --config tpu_configs/v5e_16.py` builds the model abstractly
+`mmrec compile --config tpu:v5e_16` builds the model abstractly
 (`nnx.eval_shape`, no dataset, no weights), shards its state over a mesh of
 the topology's compile-only TPU devices (libtpu's topology description) and
 lowers and compiles `mmrec.training.step.make_train_step`, the function `fit`

@@ -61,6 +61,23 @@ def sources_of(cfg: ml_collections.ConfigDict) -> dict[str, tuple[str, str]]:
   return out
 
 
+def check_sources(cfg: ml_collections.ConfigDict) -> None:
+  """Cheap checks of `config.model.warm_start` before any data or model is built: each
+  source is a pretraining workdir, or (text only) a BERT checkpoint directory or "minilm"."""
+  for part, (field, path) in sources_of(cfg).items():
+    if _is_pretrain_workdir(path):
+      continue
+    if part == "text" and field == "text":
+      try:
+        import_bert.checkpoint_dir(path)
+      except FileNotFoundError as e:
+        raise FileNotFoundError(f"model.warm_start.text={path!r}: not a pretraining workdir "
+                                f"(no checkpoints/) nor a BERT checkpoint ({e})") from e
+      continue
+    raise FileNotFoundError(f"model.warm_start.{field}={path!r} is not a pretraining workdir "
+                            "(no checkpoints/ directory)")
+
+
 def warm_start(model: TwoTower, cfg: ml_collections.ConfigDict,
                tokenizer_path: str | pathlib.Path | None) -> dict[str, str]:
   """Loads the configured encoders into `model.item_tower` in place.
@@ -71,6 +88,7 @@ def warm_start(model: TwoTower, cfg: ml_collections.ConfigDict,
   Returns:
     encoder name -> a description of where it now comes from.
   """
+  check_sources(cfg)
   tower = model.item_tower
   restored: dict[str, tuple] = {}
   report = {}
@@ -102,9 +120,6 @@ def warm_start(model: TwoTower, cfg: ml_collections.ConfigDict,
                          f"dataset's {tokenizer_path}; build the dataset with that tokenizer")
       import_bert.import_into(target, path)
       report[part] = f"imported {path}"
-    else:
-      raise FileNotFoundError(f"model.warm_start.{field}={path!r} is not a pretraining workdir "
-                              "(no checkpoints/ directory)")
   if jax.process_index() == 0:
     for part, origin in report.items():
       print(f"warm start: {part} encoder <- {origin}")

@@ -108,10 +108,10 @@ def _one_line_error(out, tmp_path):
      "choose from ['ml100k', 'ml1m']; did you mean 'ml100k'?"),
     (("data", "build", "--config=two_towr:tiny"),
      "mmrec data build: --config two_towr:tiny: no packaged config 'two_towr'; did you mean "
-     "'two_tower'? (packaged: movielens, pretrain, two_tower; or give a FILE.py path)"),
+     "'two_tower'? (packaged: movielens, pretrain, tpu, two_tower; or give a FILE.py path)"),
     (("train", "--config=nope/two_tower.py:tiny"),
      "mmrec train: --config nope/two_tower.py:tiny: no such file 'nope/two_tower.py'; give a "
-     "FILE.py or a packaged config (movielens, pretrain, two_tower); did you mean 'two_tower'?"),
+     "FILE.py or a packaged config (movielens, pretrain, tpu, two_tower); did you mean 'two_tower'?"),
     (("train", "--stpes=3"),
      "mmrec train: unknown flag --stpes; `mmrec train --help` lists its flags"),
     (("train", "--k=3"),
@@ -137,7 +137,11 @@ def _one_line_error(out, tmp_path):
      "mmrec data import: --path nowhere: give the directory of the raw generic files"),
     (("compile", "--config=two_tower:tiny"),
      "mmrec compile: --config two_tower:tiny has no `tpu` block; give a TPU config, e.g. "
-     "--config tpu_configs/v5e_16.py"),
+     "--config tpu:v5e_16"),
+    (("train", "--config=two_tower:tiny", "--workdir=w",
+      "--config.model.warm_start.checkpoint=runs/pt"),
+     "mmrec train: model.warm_start.checkpoint='runs/pt' is not a pretraining workdir "
+     "(no checkpoints/ directory)"),
     (("pretrain", "--config=two_tower:tiny"),
      "mmrec pretrain: --config two_tower:tiny is not a pretraining config; give one, e.g. "
      "--config pretrain:small,all"),

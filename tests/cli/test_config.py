@@ -1,21 +1,28 @@
 """mmrec.cli.config: packaged config names, and every field overridable from the command
 line (None defaults and tuples included), each value read with its field's type."""
 
+import pathlib
+
 import pytest
 
 from mmrec.cli import config as config_lib
 from mmrec.cli.config import UsageError
-from mmrec.configs import movielens, pretrain, two_tower
+from mmrec.configs import movielens, pretrain, tpu, two_tower
 from mmrec.data import split
 from mmrec.data.importers import FORMATS
 
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
 
 def test_packaged_names_give_the_modules_configs():
-  assert config_lib.packaged_configs() == ["movielens", "pretrain", "two_tower"]
+  assert config_lib.packaged_configs() == ["movielens", "pretrain", "tpu", "two_tower"]
   config, filename = config_lib.load("two_tower:tiny,id_only")
   assert config == two_tower.get_config("tiny,id_only") and filename == two_tower.__file__
   assert config_lib.load("movielens:ml100k")[0] == movielens.get_config("ml100k")
   assert config_lib.load("pretrain")[0] == pretrain.get_config()  # no arg: the default
+  # a TPU target by name equals its file in tpu_configs/ (the launch script's)
+  by_file = config_lib.load(str(ROOT / "tpu_configs" / "v4_8.py") + ":tiny")[0]
+  assert config_lib.load("tpu:v4_8,tiny")[0] == by_file == tpu.get_config("v4_8,tiny")
 
 
 def test_a_file_path_loads_as_the_same_config(tmp_path):

@@ -10,7 +10,6 @@ import os
 import pathlib
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 
@@ -19,6 +18,7 @@ from flax import nnx
 
 from mmrec.files import write_text_atomic
 from mmrec.training import checkpoint, loop
+from mmrec.training.scalar_log import read_scalars
 from mmrec.training import two_tower as train_lib
 
 _spec = importlib.util.spec_from_file_location(
@@ -172,25 +172,6 @@ if mode == "while saving step 20":  # its files written, Orbax not yet done
   checkpoint.file_checksums = lambda d: die() if d.name.startswith("20.") else sums(d)
 train_lib.train(lib.tiny_config(data_dir), workdir, on_log=on_log)
 """
-
-
-def read_scalars(tb_dir: pathlib.Path, tag: str) -> dict[int, float]:
-  """{step: value} of `tag` in the TensorBoard event files (TFRecord framing, no CRC check)."""
-  from tensorboardX.proto import event_pb2
-  found = {}
-  for path in sorted(tb_dir.glob("events.out.tfevents.*")):
-    data, at = path.read_bytes(), 0
-    while at + 12 <= len(data):
-      (length,) = struct.unpack("<Q", data[at:at + 8])
-      record = data[at + 12:at + 12 + length]
-      at += 12 + length + 4
-      if len(record) < length:
-        break  # a torn record at the end
-      event = event_pb2.Event.FromString(record)
-      for value in event.summary.value:
-        if value.tag == tag:
-          found[event.step] = value.simple_value
-  return found
 
 
 @pytest.mark.parametrize("mode", ["after step 15", "while saving step 20"])
