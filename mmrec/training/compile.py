@@ -85,6 +85,9 @@ def abstract_batch(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -
     shapes = {**history, "targets": ((b, d.history_len), jnp.int32),
               "target_mask": ((b, d.history_len), jnp.bool_)}
     catalog = items(config.compile.num_items, raw_image="image" not in encoded)  # catalog_features
+    # its compact bag (towers.compact_vocabulary): at most every id of the vocabulary
+    catalog.update(bag_tokens=((config.compile.num_items, d.max_text_len), jnp.int32),
+                   bag_vocab=((d.vocab_size,), jnp.int32))
     return {**struct(shapes, sharding), "catalog": struct(catalog, mesh_lib.replicated(mesh))}
   return struct({**history, **items(b, raw_image=True), "example": ((b,), jnp.int32)}, sharding)
 

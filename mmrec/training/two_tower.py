@@ -19,7 +19,8 @@ from mmrec.data import sources
 from mmrec.data.pipeline import ItemTable, UserHistories, profile_batches, training_batches
 from mmrec.data.schema import RecDataset
 from mmrec.files import copy_atomic, write_text_atomic
-from mmrec.models.towers import ENCODED_KEYS, TwoTower, encode_all, feature_stats
+from mmrec.models.towers import (ENCODED_KEYS, TwoTower, compact_vocabulary, encode_all,
+                                 feature_stats)
 from mmrec.training import mesh as mesh_lib
 from mmrec.training import warm_start as warm_start_lib
 from mmrec.training.checkpoint import CheckpointError, Checkpointer
@@ -127,11 +128,12 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
 
 def catalog_features(items: ItemTable) -> dict[str, np.ndarray]:
   """Every item's model inputs, for losses over the whole catalog. Raw images are left
-  out (as [N, 0]) when the image encoder's outputs are cached: the tower reads those."""
+  out (as [N, 0]) when the image encoder's outputs are cached: the tower reads those.
+  The token bag reads the catalog's own token ids only (`compact_vocabulary`)."""
   features = items.features(np.arange(len(items.warm)))
   if ENCODED_KEYS["image"] in features:
     features["image"] = np.zeros((len(items.warm), 0), np.uint8)
-  return features
+  return {**features, **compact_vocabulary(features["tokens"])}
 
 
 def restore(workdir: str | pathlib.Path, config: ml_collections.ConfigDict,

@@ -153,3 +153,31 @@ def test_dense_sums_equal_the_gathers(monkeypatch, use_ids):
   np.testing.assert_allclose(dense, gather, rtol=1e-6)
   for a, b in zip(jax.tree.leaves(nnx.state(dense_grads)), jax.tree.leaves(nnx.state(gather_grads))):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * max(1.0, np.abs(b).max()))
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_a_catalogs_compact_bag_equals_the_mean_of_its_token_rows(monkeypatch, dense):
+  """The bag over the catalog's own token ids (compact_vocabulary) is, like the full one, the
+  mean of each item's non-pad token rows (numpy), with the full bag's table gradient."""
+  from mmrec.models import towers
+  if not dense:
+    monkeypatch.setattr(towers, "DENSE_MAX", 0)
+  bag = towers.TokenBag(100, 6, rngs=nnx.Rngs(0))
+  rng = np.random.default_rng(0)
+  tokens = rng.choice(rng.choice(np.arange(1, 100), 12, replace=False), (20, 7))
+  tokens[:, 4:] = towers.PAD_ID
+  tokens[3] = towers.PAD_ID  # an item with no token
+  compact = towers.compact_vocabulary(tokens)
+  assert len(compact["bag_vocab"]) <= 12
+  table = np.asarray(bag.tokens.embedding[...])
+  want = np.stack([table[t[t != towers.PAD_ID]].mean(0) if (t != towers.PAD_ID).any()
+                   else np.zeros(6) for t in tokens])
+  got = bag(jnp.asarray(compact["bag_tokens"]), jnp.asarray(compact["bag_vocab"]))
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(bag(jnp.asarray(tokens)), want, rtol=1e-5, atol=1e-7)
+  weights = jnp.asarray(rng.normal(size=(20, 6)), jnp.float32)
+  full = nnx.grad(lambda b: (b(jnp.asarray(tokens)) * weights).sum())(bag)
+  part = nnx.grad(lambda b: (b(jnp.asarray(compact["bag_tokens"]),
+                               jnp.asarray(compact["bag_vocab"])) * weights).sum())(bag)
+  np.testing.assert_allclose(part.tokens.embedding[...], full.tokens.embedding[...],
+                             rtol=1e-5, atol=1e-7)

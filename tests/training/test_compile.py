@@ -91,6 +91,10 @@ def test_abstract_batch_matches_the_pipeline(tiny_config, frozen, objective, tmp
   abstract, real = flat(abstract), flat(real)
   assert abstract.keys() == real.keys()
   for k, v in real.items():
+    if k.endswith("['bag_vocab']"):  # the ids this catalog uses; compiled for all of them
+      assert v.shape[0] <= abstract[k].shape[0] == tiny_config.data.vocab_size, k
+      assert abstract[k].dtype == v.dtype, k
+      continue
     assert (abstract[k].shape, abstract[k].dtype) == (v.shape, jax.numpy.dtype(v.dtype)), k
 
 
