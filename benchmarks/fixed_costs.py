@@ -32,22 +32,25 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 TARGETS = {"evaluate": 15.0, "export": 20.0, "load": 5.0}
 
 LOAD = r"""
-import json, pathlib, sys, time
+import importlib, json, pathlib, sys, time
 start = time.perf_counter()
 import mmrec
-import mmrec.evaluation.evaluate, mmrec.training.two_tower  # jax, flax, orbax, grain: the imports
+# the training module of either layout (mmrec/training/ since 894f04d, mmrec/train.py before)
+TREE = pathlib.Path(mmrec.__file__).parent
+TRAIN = "mmrec.training.two_tower" if (TREE / "training").is_dir() else "mmrec.train"
+import mmrec.evaluation.evaluate  # jax, flax, orbax, grain: the imports
+train_lib = importlib.import_module(TRAIN)
 imported = time.perf_counter()
 workdir = sys.argv[1]
-if (pathlib.Path(mmrec.__file__).parent / "api.py").exists():  # this version's own tree
+if (TREE / "api.py").exists():  # this version's own tree
   import mmrec.api
   model = mmrec.api.load(workdir)
   model.item_embeddings()
   how = "mmrec.load"
 else:  # before mmrec.load: the restore the notebooks called
-  from mmrec.cli.common import tuples
-  from mmrec.training import two_tower as train_lib
   import ml_collections
-  config = ml_collections.ConfigDict(tuples(json.load(open(f"{workdir}/config.json"))))
+  from mmrec import cli
+  config = ml_collections.ConfigDict(cli._tuples(json.load(open(f"{workdir}/config.json"))))
   train_lib.restore(workdir, config)
   how = "train_lib.restore"
 print("RESULT", json.dumps({"how": how, "import_s": imported - start,
