@@ -36,6 +36,7 @@ import quality  # noqa: E402  (the benchmark's split and evaluation)
 
 from mmrec.configs import two_tower  # noqa: E402
 from mmrec.data import shop as shop_lib  # noqa: E402
+from mmrec.evaluation import evaluate as eval_lib  # noqa: E402
 
 RESULTS = quality.RESULTS
 BOW_VARIANTS = {  # name -> options of `bow` (defaults: DEFAULT_BOW)
@@ -49,9 +50,14 @@ DEFAULT_BOW = dict(dim=64, lam=1e-5, steps=500, lr=0.02, holdout=0.2, bias=True,
                    temperature=0.1, ids=False, id_dropout=0.5)
 
 
+KEYS = ("recall@20", "ndcg@20", "recall@20/tail", "recall@20/cold")
+
+
 def _evaluate(scores: np.ndarray, data) -> dict:
-  m = quality.evaluate(lambda users: scores[users], data, "valid")
-  return {k: m[k] for k in ("recall@20", "ndcg@20", "recall@20/tail", "recall@20/cold")}
+  """KEYS on valid, each with its 95% bootstrap interval over users."""
+  m = eval_lib.evaluate(lambda users: scores[users], data, split="valid", ks=(20,),
+                       history=quality.HISTORY)  # the benchmark's protocol, with intervals
+  return {key: m[key] for k in KEYS for key in (k, f"{k}/ci_low", f"{k}/ci_high")}
 
 
 def _train_matrix(data) -> np.ndarray:
@@ -171,10 +177,11 @@ def bow(data, x: np.ndarray, **options) -> dict:
 
 
 def markdown(rows: dict[str, dict]) -> str:
-  keys = ("recall@20", "ndcg@20", "recall@20/tail", "recall@20/cold")
-  lines = ["| model (valid) | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+  """KEYS per row, as `value [ci_low, ci_high]` (95% bootstrap over valid users)."""
+  cell = lambda m, k: f"{m[k]:.4f} [{m[k + '/ci_low']:.3f}, {m[k + '/ci_high']:.3f}]"
+  lines = ["| model (valid) | " + " | ".join(KEYS) + " |", "|---" * (len(KEYS) + 1) + "|"]
   for name, m in rows.items():
-    lines.append(f"| {name} | " + " | ".join(f"{m[k]:.4f}" for k in keys) + " |")
+    lines.append(f"| {name} | " + " | ".join(cell(m, k) for k in KEYS) + " |")
   return "\n".join(lines) + "\n"
 
 
