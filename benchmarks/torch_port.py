@@ -72,7 +72,7 @@ class ItemTower(nn.Module):
     super().__init__()
     d = cfg.embed_dim
     self.use_bag, self.use_image, self.use_id = cfg.use_bag, cfg.use_image, cfg.use_id
-    self.normalize = cfg.get("normalize", True)
+    self.normalize, self.bias = cfg.get("normalize", True), bool(cfg.get("item_bias", False))
     parts = 0
     if self.use_bag:
       self.bag = nn.Module()
@@ -87,7 +87,7 @@ class ItemTower(nn.Module):
       parts += 1
     self.norm = nn.LayerNorm(parts * d, eps=LAYER_NORM_EPS)
     self.mlp_in = nn.Linear(parts * d, 2 * d)
-    self.mlp_out = nn.Linear(2 * d, d)
+    self.mlp_out = nn.Linear(2 * d, d + self.bias)  # + the item bias coordinate
 
   def forward(self, catalog: dict, id_keep: torch.Tensor) -> torch.Tensor:
     parts = [self.bag.tokens(catalog["tokens"])] if self.use_bag else []
@@ -97,7 +97,11 @@ class ItemTower(nn.Module):
       parts.append(self.ids(catalog["item"]) * id_keep[:, None].float())
     x = self.norm(torch.cat(parts, dim=-1))
     x = self.mlp_out(F.gelu(self.mlp_in(x), approximate="tanh"))  # jax.nn.gelu's default
-    return l2_normalize(x) if self.normalize else x
+    if not self.normalize:
+      return x
+    if self.bias:  # the bias coordinate stays outside the normalisation
+      return torch.cat([l2_normalize(x[..., :-1]), x[..., -1:]], dim=-1)
+    return l2_normalize(x)
 
 
 class ProfileTower(nn.Module):
@@ -114,8 +118,9 @@ class ProfileTower(nn.Module):
       raise ValueError(f"pool={pool!r}: choose from {self.POOLS}")
     u = cfg.user
     self.normalize, self.pool = cfg.get("normalize", True), pool
-    self.ids = HashedEmbed(id_buckets, u.width, exact)
-    self.from_items = nn.Linear(cfg.embed_dim, u.width)
+    self.bias = bool(cfg.get("item_bias", False))
+    self.ids = HashedEmbed(id_buckets, u.width, exact) if u.get("use_ids", True) else None
+    self.from_items = nn.Linear(cfg.embed_dim + self.bias, u.width)
     self.prior = nn.Parameter(torch.zeros(u.width))
     self.mlp_in = nn.Linear(u.width, u.mlp_dim) if u.mlp_dim else None
     self.proj = nn.Linear(u.mlp_dim or u.width, cfg.embed_dim)
@@ -124,18 +129,22 @@ class ProfileTower(nn.Module):
     """items: [N, D] the catalog's embeddings (with gradient); history [B, H] indexes them."""
     m = history_mask.float()
     count = m.sum(1, keepdim=True)
+    ids = 0.0
     if self.pool == "bag":
-      rows = self.ids.rows(history)
-      ids = F.embedding_bag(rows, self.ids.table.weight, mode="sum",
-                            per_sample_weights=m.repeat(1, rows.shape[1] // m.shape[1]))
+      if self.ids is not None:
+        rows = self.ids.rows(history)
+        ids = F.embedding_bag(rows, self.ids.table.weight, mode="sum",
+                              per_sample_weights=m.repeat(1, rows.shape[1] // m.shape[1]))
       pooled = F.embedding_bag(history, items, mode="sum", per_sample_weights=m)
     else:
-      ids = (self.ids(history) * m[..., None]).sum(1)
+      if self.ids is not None:
+        ids = (self.ids(history) * m[..., None]).sum(1)
       pooled = (items[history] * m[..., None]).sum(1)
     summed = ids + self.from_items(pooled) + (count - 1) * self.from_items.bias
     x = summed * torch.rsqrt(torch.clamp(count, min=1.0)) + self.prior
     x = self.proj(x if self.mlp_in is None else torch.tanh(self.mlp_in(x)))
-    return l2_normalize(x) if self.normalize else x
+    x = l2_normalize(x) if self.normalize else x
+    return torch.cat([x, torch.ones_like(x[..., :1])], dim=-1) if self.bias else x  # bias weight
 
 
 def check_supported(config: ml_collections.ConfigDict) -> None:
@@ -148,7 +157,8 @@ def check_supported(config: ml_collections.ConfigDict) -> None:
       "train.grad_accum_steps": (t.grad_accum_steps, 1),
       "train.targets": (t.get("targets", "held_out"), "held_out"),
       "train.encoder_lr_scale": (t.encoder_lr_scale, 1.0),
-      "train.freeze_encoders_steps": (t.freeze_encoders_steps, 0)}
+      "train.freeze_encoders_steps": (t.freeze_encoders_steps, 0),
+      "model.fusion": (m.get("fusion", "mlp"), "mlp")}
   if m.use_image:
     unsupported["train.frozen_encoders"] = (tuple(t.frozen_encoders), ("image",))
   bad = [f"{k}={v!r} (ported: {want!r})" for k, (v, want) in unsupported.items() if v != want]
@@ -170,6 +180,7 @@ class TwoTowerLoss(nn.Module):
     self.item_tower = ItemTower(m, config.data.vocab_size, buckets, exact)
     self.user_tower = ProfileTower(m, buckets, pool, exact)
     self.temperature, self.id_dropout = config.train.temperature, m.id_dropout
+    self.average = config.train.get("loss_average", "user")
     if m.use_image:  # frozen (train.frozen_encoders): never updated
       self.item_tower.image.requires_grad_(False)
 
@@ -182,9 +193,12 @@ class TwoTowerLoss(nn.Module):
     logits = (users @ items.T / self.temperature).masked_fill(~warm[None, :], MASKED)
     picked = torch.gather(F.log_softmax(logits, dim=-1), 1, batch["targets"])
     mask = batch["target_mask"].float()
-    per_user = -(picked * mask).sum(1) / torch.clamp(mask.sum(1), min=1.0)
     has = (mask.sum(1) > 0).float()
-    loss = (per_user * has).sum() / torch.clamp(has.sum(), min=1.0)
+    if self.average == "interaction":  # mmrec.losses.full_softmax's two averages
+      loss = -(picked * mask).sum() / torch.clamp(mask.sum(), min=1.0)
+    else:
+      per_user = -(picked * mask).sum(1) / torch.clamp(mask.sum(1), min=1.0)
+      loss = (per_user * has).sum() / torch.clamp(has.sum(), min=1.0)
     hit = ((logits.argmax(-1)[:, None] == batch["targets"]) & batch["target_mask"]).any(1)
     return loss, {"loss": loss.detach(),
                   "top1_hit": (hit * has).sum() / torch.clamp(has.sum(), min=1.0)}

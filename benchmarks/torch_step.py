@@ -43,7 +43,7 @@ import torch_port  # noqa: E402  (benchmarks/ is not a package)
 from mmrec.configs import movielens, two_tower  # noqa: E402
 from mmrec.data.pipeline import UserHistories, profile_batches  # noqa: E402
 from mmrec.data.schema import Interactions  # noqa: E402
-from mmrec.models.towers import TwoTower  # noqa: E402
+from mmrec.models.towers import TwoTower, compact_vocabulary  # noqa: E402
 from mmrec.training import mesh as mesh_lib  # noqa: E402
 from mmrec.training import objective as objective_lib  # noqa: E402
 from mmrec.training.optim import make_optimizer  # noqa: E402
@@ -57,7 +57,8 @@ SETUPS = {
     "ml100k": dict(config=lambda: movielens.get_config("ml100k"), num_items=1682, users=943,
                    profile_median=53, profile_sigma=0.98, min_profile=16, tokens=(8, 18)),
     "shop_small": dict(config=lambda: two_tower.get_config("small"), num_items=5000, users=3000,
-                       profile_median=30, profile_sigma=0.6, min_profile=3, tokens=(24, 48)),
+                       profile_median=30, profile_sigma=0.6, min_profile=3, tokens=(24, 48),
+                       token_ids=1376),  # the ids the small shop's catalog uses, of 4,000
 }
 AGREE_STEPS = 3
 LOSS_TOLERANCE = 1e-4
@@ -80,11 +81,14 @@ def synthetic_data(config: ml_collections.ConfigDict, setup: dict, seed: int = 0
   counts = np.bincount(interactions.item, minlength=n)
   lo, hi = setup["tokens"]
   lens = rng.integers(lo, hi + 1, n)
-  tokens = rng.integers(1, d.vocab_size, (n, d.max_text_len)).astype(np.int32)
+  ids = rng.choice(np.arange(1, d.vocab_size), setup.get("token_ids", d.vocab_size - 1),
+                   replace=False)
+  tokens = ids[rng.integers(0, len(ids), (n, d.max_text_len))].astype(np.int32)
   tokens[np.arange(d.max_text_len)[None, :] >= lens[:, None]] = 0  # pad
   catalog = {"item": np.arange(n, dtype=np.int32), "tokens": tokens,
              "image": np.zeros((n, 0), np.uint8), "warm": counts > 0,
-             "log_q": np.log(np.maximum(counts, 1) / counts.sum()).astype(np.float32)}
+             "log_q": np.log(np.maximum(counts, 1) / counts.sum()).astype(np.float32),
+             **compact_vocabulary(tokens)}  # as catalog_features adds it
   if config.model.use_image:  # the frozen image encoder's cached outputs (with_frozen_features)
     width = 2 * config.model.image.channels[-1]
     catalog["image_features"] = rng.normal(0, 0.5, (n, width)).astype(np.float32)

@@ -41,7 +41,7 @@ class ScalarLog:
 
 
 def tensorboard_tag(name: str) -> str:
-  """The tag `name` is stored under: tensorboardX keeps only [-/\w.] (valid/recall@20 is
+  r"""The tag `name` is stored under: tensorboardX keeps only [-/\w.] (valid/recall@20 is
   shown as valid/recall_20)."""
   return re.sub(r"[^-/\w.]", "_", name).lstrip("/")
 
