@@ -178,10 +178,9 @@ def bow(data, x: np.ndarray, **options) -> dict:
 
 def markdown(rows: dict[str, dict]) -> str:
   """KEYS per row, as `value [ci_low, ci_high]` (95% bootstrap over valid users)."""
-  cell = lambda m, k: f"{m[k]:.4f} [{m[k + '/ci_low']:.3f}, {m[k + '/ci_high']:.3f}]"
   lines = ["| model (valid) | " + " | ".join(KEYS) + " |", "|---" * (len(KEYS) + 1) + "|"]
-  for name, m in rows.items():
-    lines.append(f"| {name} | " + " | ".join(cell(m, k) for k in KEYS) + " |")
+  for name, m in rows.items():  # the quality tables' cells
+    lines.append(f"| {name} | " + " | ".join(quality._cell(m, k) for k in KEYS) + " |")
   return "\n".join(lines) + "\n"
 
 

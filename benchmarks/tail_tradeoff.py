@@ -26,8 +26,8 @@ from mmrec.configs.two_tower import get_config
 from mmrec.evaluation import evaluate as eval_lib
 from mmrec.serving import tail
 
-# Scores are cosines in [-1, 1] (logits times the temperature, 0.05): beta = 0.025
-# removes log-popularity at half the weight of a full logQ term.
+# Scores are cosines in [-1, 1] plus the item bias (logits times the temperature, 0.2):
+# useful betas are small; the default config's eval.beta is 0.03.
 BETAS = (0.0, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1)
 BALANCES = (0.0, 0.5)
 KEYS = ("recall@20", "recall@20/head", "recall@20/tail", "recall@20/cold", "aplt@20",
